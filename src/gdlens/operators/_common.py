@@ -1,0 +1,100 @@
+"""Shared pieces of the estimators: the result type, random probes, flat application."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gdlens.operators.base import LinearOperator
+
+__all__ = ["Estimate", "make_generator", "rademacher", "apply_flat", "rapply_flat", "check_method", "check_square"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A scalar estimate with its standard error.
+
+    Attributes:
+        value: the estimate.
+        stderr: its standard error (0.0 for exact methods; ``None`` where the method gives none).
+        num_matvecs: operator applications spent (per operator involved).
+        method: the method that produced it.
+    """
+
+    value: float
+    stderr: float | None
+    num_matvecs: int
+    method: str
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __repr__(self) -> str:
+        err = "n/a" if self.stderr is None else f"{self.stderr:.3g}"
+        return f"Estimate({self.value:.6g} ± {err}, method={self.method!r}, matvecs={self.num_matvecs})"
+
+
+def make_generator(seed: int | torch.Generator, device: torch.device) -> torch.Generator:
+    """A torch.Generator on ``device``: the one passed, or a new one seeded with ``seed``."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    if not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def rademacher(k: int, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(k, n) independent ±1 entries."""
+    bits = torch.randint(0, 2, (k, n), generator=gen, device=device)
+    return (2 * bits - 1).to(dtype)
+
+
+def gaussian(k: int, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(k, n) independent standard normal entries."""
+    return torch.randn(k, n, generator=gen, device=device, dtype=dtype)
+
+
+def apply_flat(A: LinearOperator, V: Tensor) -> Tensor:
+    """Rows of V (k, n_in) -> rows of A V (k, n_out), in one batched call."""
+    k = V.shape[0]
+    if k == 0:
+        return V.new_zeros(0, A.size_out)
+    return A.matmat(V.reshape(k, *A.shape_in)).reshape(k, A.size_out)
+
+
+def rapply_flat(A: LinearOperator, V: Tensor) -> Tensor:
+    """Rows of V (k, n_out) -> rows of Aᵀ V (k, n_in), in one batched call."""
+    k = V.shape[0]
+    return A.rmatmat(V.reshape(k, *A.shape_out)).reshape(k, A.size_in)
+
+
+def check_method(method: str, allowed: tuple[str, ...], what: str) -> None:
+    if method not in allowed:
+        raise ValueError(f"unknown {what} method {method!r}; allowed: {', '.join(map(repr, allowed))}")
+
+
+def check_square(A: LinearOperator, what: str) -> None:
+    if not A.is_square:
+        raise ValueError(f"{what} needs a square operator, got shape_in {A.shape_in} and shape_out {A.shape_out}")
+
+
+def basis_chunks(n: int, chunk: int, dtype: torch.dtype, device: torch.device):
+    """Yield the identity's rows in blocks: (stop-start, n) tensors."""
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        E = torch.zeros(stop - start, n, dtype=dtype, device=device)
+        E[torch.arange(stop - start), torch.arange(start, stop)] = 1
+        yield E
+
+
+def sample_stderr(samples: Tensor) -> float | None:
+    """Standard error of the mean of a 1-d tensor of i.i.d. samples (None for fewer than 2)."""
+    m = samples.shape[0]
+    if m < 2:
+        return None
+    return float(samples.std(unbiased=True) / math.sqrt(m))

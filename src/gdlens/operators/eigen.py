@@ -1,0 +1,229 @@
+"""Top eigenpairs and singular triplets of matrix-free operators.
+
+The native solver is a block Krylov (block Lanczos) method with full reorthogonalisation and
+thick restarts, written so that each iteration applies the operator to a whole block of
+vectors in one batched call: the subspace V is grown by the orthogonalised residuals
+``A x − θ x`` of the current Ritz vectors (in exact arithmetic, the next block Krylov space),
+and the Rayleigh–Ritz problem ``Vᵀ A V`` is solved densely. Since ``A V`` is kept, residual
+norms are exact and cost no extra matvecs. A Ritz pair is accepted when
+``‖A x − θ x‖ ≤ tol · max|θ|``; its eigenvalue error is then at most of order
+``(tol·max|θ|)² / gap``.
+
+``method="scipy"`` runs ARPACK (:func:`scipy.sparse.linalg.eigsh`) on ``A.to_scipy()`` instead
+(one matvec per call, CPU, float64 numpy).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gdlens.operators._common import apply_flat, check_method, check_square, gaussian, make_generator
+from gdlens.operators.base import LinearOperator
+
+__all__ = ["top_eigs", "svds", "Eigs", "SVD"]
+
+WHICH = ("largest", "smallest", "magnitude")
+
+
+class Eigs(NamedTuple):
+    """Eigenvalues (k,) ordered by the ``which`` criterion (descending for "largest") and
+    eigenvectors (k, *shape_in), orthonormal under the flattened inner product."""
+
+    values: Tensor
+    vectors: Tensor
+
+
+class SVD(NamedTuple):
+    """``A ≈ Σ_i S_i U_i V_iᵀ``: U (k, *shape_out), S (k,) descending, V (k, *shape_in)."""
+
+    U: Tensor
+    S: Tensor
+    V: Tensor
+
+
+def _default_tol(dtype: torch.dtype) -> float:
+    return 1e-9 if dtype == torch.float64 else 1e-4
+
+
+def _order(theta: Tensor, which: str) -> Tensor:
+    key = {"largest": theta, "smallest": -theta, "magnitude": theta.abs()}[which]
+    return torch.argsort(key, descending=True)
+
+
+def _orthonormalise_against(W: Tensor, V: Tensor, tol: float) -> Tensor:
+    """Rows of W made orthogonal to the rows of V (twice, classical Gram–Schmidt) and to each
+    other; rows that vanish (relative norm < tol) are dropped."""
+    norms0 = W.norm(dim=1).clamp_min(torch.finfo(W.dtype).tiny)
+    for _ in range(2):
+        if V.shape[0]:
+            W = W - (W @ V.T) @ V
+    keep = W.norm(dim=1) > tol * norms0
+    W = W[keep]
+    if W.shape[0] == 0:
+        return W
+    Q, R = torch.linalg.qr(W.T)
+    good = torch.diagonal(R).abs() > tol * W.norm(dim=1).max()
+    Q = Q.T[good]
+    if V.shape[0] and Q.shape[0]:
+        Q = Q - (Q @ V.T) @ V
+        Q = Q / Q.norm(dim=1, keepdim=True)
+    return Q
+
+
+def top_eigs(
+    A: LinearOperator,
+    k: int,
+    *,
+    which: str = "largest",
+    method: str = "lanczos",
+    tol: float | None = None,
+    block_size: int | None = None,
+    max_basis: int | None = None,
+    max_matvecs: int | None = None,
+    seed: int | torch.Generator = 0,
+    return_info: bool = False,
+) -> Eigs | tuple[Eigs, dict]:
+    """The k extreme eigenpairs of a symmetric operator A (``A = Aᵀ``; not checked).
+
+    Args:
+        A: square, self-adjoint operator (K, G, a Hessian, ...).
+        k: number of eigenpairs, 1 ≤ k ≤ n.
+        which: ``"largest"`` (algebraic, default), ``"smallest"`` or ``"magnitude"``.
+        method: ``"lanczos"`` (native batched block Krylov) or ``"scipy"`` (ARPACK eigsh).
+        tol: relative residual tolerance (default 1e-9 in float64, 1e-4 in float32).
+        block_size: vectors per batched matvec (default ``max(2k, 8)``, at most n).
+        max_basis: largest subspace kept before a thick restart (default ``max(8·block, 3k)``).
+        max_matvecs: budget; when spent, the current Ritz pairs are returned with a warning.
+        seed: start block.
+        return_info: also return ``{"num_matvecs", "residuals", "converged", "iterations"}``.
+
+    Returns:
+        :class:`Eigs` ``(values (k,), vectors (k, *shape_in))``; values sorted by ``which``
+        (descending for ``"largest"``).
+    """
+    check_square(A, "top_eigs")
+    check_method(method, ("lanczos", "scipy"), "top_eigs")
+    check_method(which, WHICH, "which")
+    n = A.size_in
+    if not isinstance(k, int) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer with 1 <= k <= n = {n} (the operator's input size), got {k!r}")
+    tol = _default_tol(A.dtype) if tol is None else tol
+    if method == "scipy":
+        result, info = _eigsh(A, k, which, tol)
+    else:
+        result, info = _block_krylov(A, k, which, tol, block_size, max_basis, max_matvecs, seed)
+    return (result, info) if return_info else result
+
+
+def _block_krylov(
+    A: LinearOperator,
+    k: int,
+    which: str,
+    tol: float,
+    block_size: int | None,
+    max_basis: int | None,
+    max_matvecs: int | None,
+    seed: int | torch.Generator,
+) -> tuple[Eigs, dict]:
+    n = A.size_in
+    b = min(n, block_size or max(2 * k, 8))
+    max_basis = min(n, max_basis or max(8 * b, 3 * k))
+    if max_basis < k + b and max_basis < n:
+        raise ValueError(f"max_basis must be at least k + block_size = {k + b}, got {max_basis}")
+    max_matvecs = max_matvecs or max(50 * n, 1000)
+    gen = make_generator(seed, A.device)
+    ortho_tol = 1e3 * torch.finfo(A.dtype).eps
+    with torch.no_grad():
+        empty = torch.zeros(0, n, dtype=A.dtype, device=A.device)
+        V = _orthonormalise_against(gaussian(b, n, gen, A.dtype, A.device), empty, ortho_tol)
+        AV = apply_flat(A, V)
+        used, iterations = V.shape[0], 0
+        while True:
+            iterations += 1
+            T = V @ AV.T
+            theta, Y = torch.linalg.eigh((T + T.T) / 2)
+            order = _order(theta, which)
+            theta, Y = theta[order], Y[:, order]
+            X, AX = Y.T @ V, Y.T @ AV
+            R = AX - theta[:, None] * X
+            res = R.norm(dim=1)
+            scale = theta.abs().max().clamp_min(torch.finfo(A.dtype).tiny)
+            converged = bool((res[:k] <= tol * scale).all()) or V.shape[0] >= n
+            if converged or used >= max_matvecs:
+                if not converged:
+                    warnings.warn(
+                        f"top_eigs stopped after {used} matvecs with residuals up to "
+                        f"{float(res[:k].max() / scale):.2e} (tol {tol:.1e})",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                break
+            if V.shape[0] + b > max_basis:  # thick restart on the leading Ritz vectors
+                keep = max(k, max_basis - 2 * b)
+                V, AV = X[:keep], AX[:keep]  # orthonormal rows (Y is orthogonal), A V known
+            W = _orthonormalise_against(R[:b], V, ortho_tol)
+            if W.shape[0] == 0:  # residuals already inside the subspace: add fresh directions
+                W = _orthonormalise_against(gaussian(b, n, gen, A.dtype, A.device), V, ortho_tol)
+                if W.shape[0] == 0:
+                    break
+            V = torch.cat([V, W])
+            AV = torch.cat([AV, apply_flat(A, W)])
+            used += W.shape[0]
+    values = theta[:k]
+    vectors = X[:k].reshape(k, *A.shape_in)
+    info = {"num_matvecs": used, "residuals": res[:k] / scale, "converged": converged, "iterations": iterations}
+    return Eigs(values, vectors), info
+
+
+def _eigsh(A: LinearOperator, k: int, which: str, tol: float) -> tuple[Eigs, dict]:
+    from scipy.sparse.linalg import eigsh
+
+    n = A.size_in
+    if k >= n:
+        M = A.dense().detach().cpu().numpy()
+        vals, vecs = np.linalg.eigh((M + M.T) / 2)
+    else:
+        vals, vecs = eigsh(A.to_scipy(), k=k, which={"largest": "LA", "smallest": "SA", "magnitude": "LM"}[which], tol=tol)
+    theta = torch.as_tensor(vals, dtype=A.dtype, device=A.device)
+    vecs_t = torch.as_tensor(vecs, dtype=A.dtype, device=A.device).T
+    order = _order(theta, which)[:k]
+    return Eigs(theta[order], vecs_t[order].reshape(k, *A.shape_in)), {"num_matvecs": None, "converged": True}
+
+
+def svds(
+    A: LinearOperator,
+    k: int,
+    *,
+    method: str = "lanczos",
+    tol: float | None = None,
+    seed: int | torch.Generator = 0,
+    **kwargs,
+) -> SVD:
+    """The k largest singular triplets ``A V_i = S_i U_i``, through the eigenpairs of the Gram
+    operator AᵀA (or AAᵀ when the output is smaller): ``S_i = sqrt(λ_i)``, ``U_i = A V_i / S_i``.
+
+    Squaring halves the relative accuracy of tiny singular values; the leading ones are
+    accurate to about ``tol``. Zero singular values get U_i = 0. Returns :class:`SVD`
+    ``(U (k, *shape_out), S (k,), V (k, *shape_in))``.
+    """
+    check_method(method, ("lanczos", "scipy"), "svds")
+    small = min(A.size_in, A.size_out)
+    if not isinstance(k, int) or not 1 <= k <= small:
+        raise ValueError(f"k must be an integer with 1 <= k <= min(n_in, n_out) = {small}, got {k!r}")
+    flip = A.size_out < A.size_in
+    B = A.T if flip else A
+    vals, vecs = top_eigs(B.gram(), k, method=method, tol=tol, seed=seed, **kwargs)
+    S = vals.clamp_min(0).sqrt()
+    Vf = vecs.reshape(k, -1)
+    with torch.no_grad():
+        BV = apply_flat(B, Vf)
+    safe = torch.where(S > 0, S, torch.ones_like(S))
+    Uf = torch.where((S > 0)[:, None], BV / safe[:, None], torch.zeros_like(BV))
+    if flip:
+        Uf, Vf = Vf, Uf
+    return SVD(Uf.reshape(k, *A.shape_out), S, Vf.reshape(k, *A.shape_in))
