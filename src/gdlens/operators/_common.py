@@ -59,6 +59,18 @@ def gaussian(k: int, n: int, gen: torch.Generator, dtype: torch.dtype, device: t
     return torch.randn(k, n, generator=gen, device=device, dtype=dtype)
 
 
+def complement_probes(g: int, Q: Tensor, gen: torch.Generator) -> Tensor:
+    """(g, n) probes uniform on the sphere of radius sqrt(n − r) in the orthogonal complement
+    of the r orthonormal rows of Q: E[ggᵀ] = I − QᵀQ exactly, and ‖g‖² is constant, so the
+    residual trace of a multiple of the identity carries no noise."""
+    r, n = Q.shape
+    if r >= n:
+        return Q.new_zeros(g, n)
+    G = gaussian(g, n, gen, Q.dtype, Q.device)
+    G = G - (G @ Q.T) @ Q
+    return G * (math.sqrt(n - r) / G.norm(dim=1, keepdim=True))
+
+
 def apply_flat(A: LinearOperator, V: Tensor) -> Tensor:
     """Rows of V (k, n_in) -> rows of A V (k, n_out), in one batched call."""
     k = V.shape[0]

@@ -7,7 +7,7 @@ All three are functions of the first two "moments" of one or two operators,
 - ``"hutchinson"``: shared Rademacher probes z; ``zᵀA_i z`` and ``⟨A_i z, A_j z⟩`` are unbiased.
 - ``"hutch++"`` (square operators): a shared sketch Q = orth((Σ_i A_i) S) is handled exactly,
   ``t_i = tr(QᵀA_iQ) + E[gᵀA_i g]``, ``f_ij = ⟨A_iQ, A_jQ⟩_F + E[⟨A_i g, A_j g⟩]`` with
-  g = (I − QQᵀ)z. Exact once the sketch spans range(Σ_i A_i) (for PSD A_i: rank(Σ A_i) ≤ m/3).
+  g uniform on the sphere of radius sqrt(n − r) in the complement of Q (E[ggᵀ] = I − QQᵀ). Exact once the sketch spans range(Σ_i A_i) (for PSD A_i: rank(Σ A_i) ≤ m/3).
 
 Ratios (alignment, effective rank) are consistent but not unbiased; their standard error is
 the delta-method error from the sample covariance of the stochastic terms.
@@ -26,6 +26,7 @@ from gdlens.operators._common import (
     basis_chunks,
     check_method,
     check_square,
+    complement_probes,
     make_generator,
     rademacher,
 )
@@ -75,8 +76,7 @@ def _moments(
         S = rademacher(s, n, gen, first.dtype, first.device)
         Q = orthonormal_rows(sum(apply_flat(op, S) for op in ops))
         captured = stats(Q).sum(0)
-        Z = rademacher(g, n, gen, first.dtype, first.device)
-        Z = Z - (Z @ Q.T) @ Q
+        Z = complement_probes(g, Q, gen)
         samples = stats(Z)
         cov = _cov_of_mean(samples)
         if Q.shape[0] >= n:

@@ -21,6 +21,7 @@ from gdlens.operators._common import (
     basis_chunks,
     check_method,
     check_square,
+    complement_probes,
     make_generator,
     rademacher,
     sample_stderr,
@@ -82,15 +83,15 @@ def orthonormal_rows(Y: Tensor) -> Tensor:
 
 def _hutchpp(A: LinearOperator, m: int, gen: torch.Generator) -> Estimate:
     # Meyer, Musco, Musco, Woodruff (arXiv 2010.09649): tr A = tr(QᵀAQ) + tr((I-QQᵀ)A(I-QQᵀ)),
-    # Q an orthonormal basis of A S; the second term by Hutchinson on projected probes.
+    # Q an orthonormal basis of A S; the second term by Hutchinson with probes uniform on the
+    # sphere of the complement (unbiased, and noise-free for multiples of the identity).
     n = A.size_in
     s = m // 3
     g = m - 2 * s
     S = rademacher(s, n, gen, A.dtype, A.device)
     Q = orthonormal_rows(apply_flat(A, S))
     captured = float((Q * apply_flat(A, Q)).sum())
-    G = rademacher(g, n, gen, A.dtype, A.device)
-    G = G - (G @ Q.T) @ Q
+    G = complement_probes(g, Q, gen)
     samples = (G * apply_flat(A, G)).sum(1)
     stderr = sample_stderr(samples)
     if Q.shape[0] >= n:  # the sketch spans the whole space: no residual left
