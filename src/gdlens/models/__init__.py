@@ -1,0 +1,22 @@
+"""State-space models in functional form (see :mod:`gdlens.models.base` for the protocol)."""
+
+from gdlens.models.base import Params, StateSpaceModel
+from gdlens.models.gru import GRU
+from gdlens.models.lstm import LSTM
+from gdlens.models.neural_ode import NeuralODE
+from gdlens.models.residual import ResidualStack
+from gdlens.models.rnn import RNN
+from gdlens.models.stacked import StackedRNN
+from gdlens.models.torch_adapter import from_torch
+
+__all__ = [
+    "StateSpaceModel",
+    "Params",
+    "RNN",
+    "GRU",
+    "LSTM",
+    "NeuralODE",
+    "ResidualStack",
+    "StackedRNN",
+    "from_torch",
+]
