@@ -32,6 +32,7 @@ from gdlens.operators._common import Estimate
 from gdlens.operators.density import SpectralDensity, spectral_density
 from gdlens.operators.eigen import SVD, Eigs, svds, top_eigs
 from gdlens.operators.moments import alignment, effective_rank, frobenius_norm
+from gdlens.operators.partial import partial_effective_rank, partial_trace_samples
 from gdlens.operators.trace import trace
 
 __all__ += [
@@ -40,6 +41,8 @@ __all__ += [
     "frobenius_norm",
     "alignment",
     "effective_rank",
+    "partial_effective_rank",
+    "partial_trace_samples",
     "top_eigs",
     "svds",
     "Eigs",
