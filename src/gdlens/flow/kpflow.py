@@ -1,0 +1,287 @@
+"""KPFlow: the KP decomposition of gradient flow at one point of training (arXiv 2507.06381).
+
+For ``z_t = f(z_{t-1}, x_t; θ)`` (t = 1..T), ``y = g(z; φ)`` and the loss
+``L = mean_b Σ_t ℓ(y_t, target_t)``, gradient flow on θ moves the states as::
+
+    dz/dτ = −G e,   G = P K Pᵀ = (dz/dθ)(dz/dθ)ᵀ
+
+with e = ∂L/∂z the direct error, P = (I − D)⁻¹ the propagator, K = J_θ J_θᵀ the parameter
+operator, and Pᵀ e = dL/dz the BPTT adjoint. All operators act on (B, T, H) tensors (stacks
+(k, B, T, H) in one batched call) and store nothing of size B·T·H².
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from gdlens.flow.immediate import ImmediateJacobian, immediate_map
+from gdlens.flow.losses import LossFn, check_target, resolve_loss
+from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
+from gdlens.flow.parameter_operator import ParameterKernel, RNNParameterKernel
+from gdlens.flow.propagator import Propagator, RNNPropagator
+from gdlens.flow.rnn_point import RNNPoint
+from gdlens.flow.structure import check_model, is_time_invariant, rnn_closed_form_applies
+from gdlens.operators import ComposedOperator, LinearOperator
+
+__all__ = ["KPFlow", "StepCheck"]
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """One SGD step of size ``lr`` against the flow's prediction.
+
+    actual: z(θ − lr ∇_θL) − z(θ), (B, T, H).  predicted: −lr·G e, (B, T, H).
+    rel_error: ‖actual − predicted‖ / ‖predicted‖, which is O(lr) (it halves with lr).
+    """
+
+    lr: float
+    actual: Tensor
+    predicted: Tensor
+    rel_error: float
+
+
+class KPFlow:
+    """The KP decomposition of a state-space model at its current parameters.
+
+    Args:
+        model: a :class:`gdlens.models.StateSpaceModel` (θ = ``state_params()``, φ =
+            ``readout_params()``; all parameters, whatever their ``requires_grad``).
+        x: the input the model takes (B, T, I) for recurrent models; see the model.
+        target: for ``loss="mse"`` shaped like y (B, T', O); for ``"cross_entropy"`` integer
+            classes (B, T') or probabilities (B, T', O); anything a callable loss accepts.
+        loss: ``"mse"`` (Σ over outputs, no ½), ``"cross_entropy"`` or a callable
+            ``loss(y, target) -> scalar`` that replaces the whole reduction.
+        z0: a constant initial state (B, H), held fixed (its learnable counterpart, if any,
+            then has a zero Jacobian); None uses ``model.initial_state(θ, x)`` as a function of θ.
+        fast: use the closed forms where the cell allows (gdlens' RNN: K and P); False forces
+            the generic JVP/VJP paths (the reference).
+        strict: when the immediate Jacobian J_θ is identically zero (a cell that is not
+            differentiable in θ: torch.round, argmax, detach, a constant output, or a fully
+            dead ReLU network), raise ValueError (True) or only warn (False).
+
+    Attributes:
+        hidden: z* (B, T, H), detached.  output: y (B, T', O).  loss_value: L (float).
+        error: e = ∂L/∂z (B, T, H) with the other states fixed (autograd through the readout).
+        adjoint: a = Pᵀ e, the BPTT gradient dL/dz.
+        K, K_groups, P, G, ntk: :class:`~gdlens.operators.LinearOperator` (see their docs);
+        C: the readout Jacobian ∂y/∂z; readout_kernel: Θ_φ.
+
+    Raises:
+        TypeError: a model that does not follow the protocol (names the missing attribute).
+        ValueError: shapes of model, x, z0 and target that do not fit (names the shapes); a
+            state or output that is not floating point; J_θ ≡ 0 (see ``strict``).
+    """
+
+    def __init__(
+        self,
+        model,
+        x: Tensor,
+        target: Tensor,
+        loss: str | LossFn = "mse",
+        z0: Tensor | None = None,
+        *,
+        fast: bool = True,
+        strict: bool = True,
+    ) -> None:
+        check_model(model)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        self.model, self.x, self.z0 = model, x, None if z0 is None else z0.detach()
+        self.loss_name, self._loss_fn = resolve_loss(loss)
+        self.fast = fast
+        self.theta = {n: p.detach() for n, p in model.state_params().items()}
+        self.phi = {n: p.detach() for n, p in model.readout_params().items()}
+        if not self.theta:
+            raise ValueError(f"{type(model).__name__} has no state parameters θ: there is no flow to decompose")
+        for name, p in {**self.theta, **self.phi}.items():
+            if not p.dtype.is_floating_point:
+                raise ValueError(f"parameter {name!r} has dtype {p.dtype}; the flow needs floating-point parameters")
+        ref = next(iter(self.theta.values()))
+        if x.dtype.is_floating_point and x.dtype != ref.dtype:
+            raise ValueError(
+                f"x has dtype {x.dtype} but the model's parameters have dtype {ref.dtype}; convert one of them"
+            )
+        if self.z0 is not None and tuple(self.z0.shape) != (x.shape[0], model.state_size):
+            raise ValueError(
+                f"z0 has shape {tuple(self.z0.shape)}, expected (B, H) = {(x.shape[0], model.state_size)} "
+                f"for x of shape {tuple(x.shape)}"
+            )
+        self.hidden = self._unroll()
+        with torch.no_grad():
+            self.output = model.readout(self.phi, self.hidden)
+        if not self.output.dtype.is_floating_point:
+            raise ValueError(f"the readout returned dtype {self.output.dtype}; the flow needs a floating-point output")
+        self.target = check_target(self.loss_name, self.output, target)
+        self.error, value = self._error_and_loss()
+        self.loss_value = float(value)
+        self._use_rnn_forms = fast and rnn_closed_form_applies(model)
+        self._jacobian = ImmediateJacobian(
+            immediate_map(model, x, self.hidden, self.z0, time_invariant=is_time_invariant(model)), self.theta
+        )
+        self._check_jacobian(strict)
+        if self._use_rnn_forms:
+            self._jacobian.release()  # the closed forms do not need the generic linearisation
+
+    # ------------------------------------------------------------------ the trajectory
+    def _unroll(self) -> Tensor:
+        model, x = self.model, self.x
+        try:
+            xs = model.step_inputs(x)
+        except ValueError as err:
+            raise ValueError(f"x of shape {tuple(x.shape)} does not fit {type(model).__name__}: {err}") from err
+        T = xs.shape[0] if isinstance(xs, Tensor) else len(xs)
+        if T < 1:
+            raise ValueError(f"x of shape {tuple(x.shape)} gives T = 0 steps; the flow needs at least one")
+        with torch.no_grad():
+            try:
+                z_start = model.initial_state(self.theta, x) if self.z0 is None else self.z0
+                z_first = model.step(self.theta, z_start, xs[0], 1)
+                if isinstance(z_first, Tensor) and not z_first.dtype.is_floating_point:
+                    raise ValueError(
+                        f"{type(model).__name__}.step returned dtype {z_first.dtype}; the flow needs a floating-point "
+                        f"state (a cell returning integers, e.g. from argmax, is not differentiable)"
+                    )
+                z = model.unroll(self.theta, x, self.z0)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"running {type(model).__name__} (state size {model.state_size}, input size "
+                    f"{getattr(model, 'input_size', '?')}) on x of shape {tuple(x.shape)} failed: {err}"
+                ) from err
+        expected = (x.shape[0], T, model.state_size)
+        if not isinstance(z, Tensor) or tuple(z.shape) != expected:
+            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"model.unroll returned states of shape {got}, expected (B, T, H) = {expected}")
+        if not z.dtype.is_floating_point:
+            raise ValueError(
+                f"the states z have dtype {z.dtype}; the flow needs a floating-point state (a cell returning "
+                f"integers, e.g. from argmax, is not differentiable)"
+            )
+        return z.detach()
+
+    def _error_and_loss(self) -> tuple[Tensor, Tensor]:
+        model, phi, target, loss_fn = self.model, self.phi, self.target, self._loss_fn
+
+        def L(z: Tensor) -> Tensor:
+            value = loss_fn(model.readout(phi, z), target)
+            if not isinstance(value, Tensor) or value.dim() != 0:
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"the loss must return a scalar (0-d tensor), got {shape}")
+            return value
+
+        e, value = torch.func.grad_and_value(L)(self.hidden)
+        return e.detach(), value.detach()
+
+    def _check_jacobian(self, strict: bool) -> None:
+        gen = torch.Generator(device=self.hidden.device).manual_seed(0)
+        probe = torch.randn(self.hidden.shape, generator=gen, dtype=self.hidden.dtype, device=self.hidden.device)
+        rows = self._jacobian.vjp(probe.unsqueeze(0))
+        if all(bool((r == 0).all()) for r in rows.values()):
+            message = (
+                f"the immediate parameter Jacobian J_θ of {type(self.model).__name__} is zero for every parameter "
+                f"({', '.join(self.theta)}): the cell is not differentiable in θ (torch.round, argmax, detach, an "
+                f"output independent of θ) or every unit is dead; K, G and the flow vanish"
+            )
+            if strict:
+                raise ValueError(message + " (pass strict=False to only warn)")
+            warnings.warn(message, stacklevel=3)
+
+    @property
+    def jacobian(self) -> ImmediateJacobian:
+        """J_θ, the immediate parameter Jacobian: ``jacobian.vjp(V)`` gives the rows Jᵀ v as
+        {name: (k, *shape)}, ``jacobian.jvp(dθ)`` applies J (generic autodiff path)."""
+        return self._jacobian
+
+    @cached_property
+    def _rnn_point(self) -> RNNPoint:
+        return RNNPoint.from_model(self.model, self.theta, self.x, self.hidden, self.z0)
+
+    # ------------------------------------------------------------------ operators
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(B, T, H)."""
+        return tuple(self.hidden.shape)
+
+    @cached_property
+    def K(self) -> LinearOperator:  # noqa: N802
+        """``K = J_θ J_θᵀ`` on (B, T, H): symmetric PSD."""
+        if self._use_rnn_forms:
+            return RNNParameterKernel(self._rnn_point, None)
+        return ParameterKernel(self._jacobian, self.shape)
+
+    @cached_property
+    def K_groups(self) -> dict[str, LinearOperator]:  # noqa: N802
+        """``{name: K_name}``, one per θ tensor, ``K_name = J_name J_nameᵀ``; they sum to K."""
+        if self._use_rnn_forms:
+            return {n: RNNParameterKernel(self._rnn_point, [n]) for n in self.theta}
+        return {n: ParameterKernel(self._jacobian, self.shape, [n]) for n in self.theta}
+
+    @cached_property
+    def P(self) -> LinearOperator:  # noqa: N802
+        """``P = (I − D)⁻¹`` on (B, T, H); ``P.T`` its adjoint (the BPTT recursion)."""
+        if self._use_rnn_forms:
+            return RNNPropagator(self._rnn_point)
+        return Propagator(self.model, self.theta, self.x, self.hidden)
+
+    @cached_property
+    def G(self) -> LinearOperator:  # noqa: N802
+        """``G = P K Pᵀ = (dz/dθ)(dz/dθ)ᵀ`` on (B, T, H): symmetric PSD."""
+        return ComposedOperator([self.P, self.K, self.P.T], is_symmetric=True)
+
+    @cached_property
+    def C(self) -> LinearOperator:  # noqa: N802
+        """The readout Jacobian ``∂y/∂z``: (B, T, H) -> (B, T', O)."""
+        return ReadoutJacobian(self.model.readout, self.phi, self.hidden)
+
+    @cached_property
+    def readout_kernel(self) -> LinearOperator:
+        """``Θ_φ = J_φ J_φᵀ`` on (B, T', O), the readout parameters' own kernel."""
+        return ReadoutKernel(self.model.readout, self.phi, self.hidden)
+
+    @cached_property
+    def ntk(self) -> LinearOperator:
+        """The output NTK ``Θ = C G Cᵀ + Θ_φ`` on (B, T', O) over all parameters (θ and φ)."""
+        return output_ntk(self.C, self.G, self.readout_kernel)
+
+    @cached_property
+    def adjoint(self) -> Tensor:
+        """``a = Pᵀ e`` (B, T, H): the total derivative dL/dz_t through all later steps (BPTT)."""
+        return self.P.T @ self.error
+
+    # ------------------------------------------------------------------ dynamics
+    def velocity(self) -> Tensor:
+        """``dz/dτ = −G e`` (B, T, H): how gradient flow on θ moves the states."""
+        return -(self.G @ self.error)
+
+    def step_check(self, lr: float) -> StepCheck:
+        """Take one plain SGD step of size ``lr`` on ALL parameters (θ and φ) of a deep copy of
+        the model, with the same loss L, and compare the change of the states with −lr·G e."""
+        model = copy.deepcopy(self.model)
+        params = [p for _, p in model.named_parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            z = model.unroll(model.state_params(), self.x, self.z0)
+            value = self._loss_fn(model.readout(model.readout_params(), z), self.target)
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                if g is not None:
+                    p.sub_(lr * g)
+            z_new = model.unroll(model.state_params(), self.x, self.z0)
+        actual = (z_new - self.hidden).detach()
+        predicted = lr * self.velocity()
+        rel = float(torch.linalg.vector_norm(actual - predicted) / torch.linalg.vector_norm(predicted))
+        return StepCheck(float(lr), actual, predicted, rel)
+
+    def __repr__(self) -> str:
+        B, T, H = self.shape
+        return (
+            f"KPFlow({type(self.model).__name__}, B={B}, T={T}, H={H}, loss={self.loss_name!r}, "
+            f"L={self.loss_value:.6g}, closed_forms={self._use_rnn_forms})"
+        )

@@ -1,0 +1,101 @@
+"""Snapshot analyses against dense float64 computations."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gdlens.flow.analysis import (
+    effective_ranks,
+    hidden_participation_ratio,
+    misdirection,
+    partial_effective_ranks,
+    task_interference,
+    top_eigenfunctions,
+)
+from gdlens.operators import DenseOperator
+
+F64 = torch.float64
+SHAPE = (4, 3, 2)  # (B, T, H)
+N = 24
+
+
+def fake_snapshot(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    J = torch.randn(N, 7, generator=gen, dtype=F64)
+    Pm = torch.eye(N, dtype=F64) + 0.3 * torch.randn(N, N, generator=gen, dtype=F64)
+    Km = J @ J.T
+    Gm = Pm @ Km @ Pm.T
+    K = DenseOperator(Km, SHAPE, SHAPE, is_symmetric=True)
+    P = DenseOperator(Pm, SHAPE, SHAPE)
+    G = DenseOperator(Gm, SHAPE, SHAPE, is_symmetric=True)
+    return SimpleNamespace(K=K, P=P, G=G), Km, Pm, Gm
+
+
+def pr(M: torch.Tensor) -> float:
+    return float(torch.trace(M) ** 2 / (M * M).sum())
+
+
+def test_effective_ranks_and_misdirection_match_dense():
+    kp, Km, Pm, Gm = fake_snapshot()
+    ranks = effective_ranks(kp, method="exact")
+    assert abs(ranks["K"].value - pr(Km)) < 1e-10
+    assert abs(ranks["P"].value - pr(Pm @ Pm.T)) < 1e-10
+    assert abs(ranks["G"].value - pr(Gm)) < 1e-10
+    PPt = Pm @ Pm.T
+    expected = float((Gm * PPt).sum() / (Gm.norm() * PPt.norm()))
+    assert abs(misdirection(kp, method="exact").value - expected) < 1e-10
+
+
+@pytest.mark.parametrize("keep,pattern", [("trials", "aijbij->ab"), ("time", "iajibj->ab"), ("hidden", "ijaijb->ab")])
+def test_partial_effective_ranks_match_dense(keep, pattern):
+    kp, Km, Pm, Gm = fake_snapshot(1)
+    ranks = partial_effective_ranks(kp, keep=keep, method="exact")
+    R = torch.einsum(pattern, Gm.reshape(*SHAPE, *SHAPE))
+    assert abs(ranks["G"].value - pr(R)) < 1e-10
+    with pytest.raises(ValueError, match="keep must be one of"):
+        partial_effective_ranks(kp, keep="neurons")
+
+
+def test_top_eigenfunctions_are_shaped_like_hidden_states():
+    kp, _, _, Gm = fake_snapshot(2)
+    values, vectors = top_eigenfunctions(kp.G, 3)
+    assert vectors.shape == (3, *SHAPE)
+    assert torch.allclose(values, torch.linalg.eigvalsh(Gm).flip(0)[:3], atol=1e-8)
+
+
+def test_task_interference_exact_and_estimated():
+    kp, _, _, Gm = fake_snapshot(3)
+    tasks = torch.tensor([0, 1, 0, 2])
+    D = Gm.reshape(4, 6, 4, 6)
+    def block_sq(i, j):
+        rows = (tasks == i).nonzero().flatten()
+        cols = (tasks == j).nonzero().flatten()
+        return float(D[rows][:, :, cols].pow(2).sum())
+    expected = torch.tensor([[block_sq(i, j) / (block_sq(i, i) * block_sq(j, j)) ** 0.5 for j in range(3)] for i in range(3)], dtype=F64)
+    exact = task_interference(kp.G, tasks, method="exact")
+    assert exact.tasks == (0, 1, 2)
+    assert torch.allclose(exact.matrix, expected, atol=1e-12)
+    assert torch.allclose(exact.matrix.diagonal(), torch.ones(3, dtype=F64))
+    assert (exact.matrix <= 1 + 1e-12).all()
+    est = task_interference(kp.G, tasks, num_probes=400, seed=0)
+    off = ~torch.eye(3, dtype=torch.bool)
+    assert ((est.matrix - expected).abs()[off] < 5 * est.stderr[off] + 1e-3).all()
+    with pytest.raises(ValueError, match=r"\(B,\) = \(4,\)"):
+        task_interference(kp.G, torch.tensor([0, 1]))
+
+
+def test_hidden_participation_ratio():
+    gen = torch.Generator().manual_seed(0)
+    # activity on exactly two orthogonal directions with equal variance: PR = 2
+    basis = torch.linalg.qr(torch.randn(5, 2, generator=gen, dtype=F64))[0]
+    coeff = torch.randn(2000, 2, generator=gen, dtype=F64)
+    coeff = (coeff - coeff.mean(0)) @ torch.linalg.inv(torch.linalg.cholesky(torch.cov(coeff.T)).T)
+    z = (coeff @ basis.T).reshape(40, 50, 5)
+    assert abs(hidden_participation_ratio(z) - 2.0) < 1e-10
+    iso = torch.randn(100, 30, 4, generator=gen, dtype=F64)
+    assert 3.8 < hidden_participation_ratio(iso) <= 4.0
+    with pytest.raises(ValueError, match=r"\(B, T, H\)"):
+        hidden_participation_ratio(torch.zeros(3, 4))
