@@ -292,3 +292,22 @@ def test_slq_stops_cleanly_on_invariant_subspace():
     weighted = d.nodes[d.weights > 1e-12]
     dist = (weighted[:, None] - spectrum[None, :]).abs().min(1).values
     assert float(dist.max()) < 1e-8 * float(spectrum.max())
+
+
+def test_top_eigs_uses_a_smaller_gram_factor_exactly():
+    gen = torch.Generator().manual_seed(3)
+    F = torch.randn(120, 15, generator=gen, dtype=F64) * torch.linspace(3, 0.5, 15, dtype=F64)
+    factor = DenseOperator(F, shape_in=(15,), shape_out=(4, 30))
+    A = DenseOperator(F @ F.T, shape_in=(4, 30), shape_out=(4, 30), is_symmetric=True)
+    A.gram_factor = factor
+    (values, vectors), info = top_eigs(A, 4, return_info=True)
+    assert info["factored"]
+    ref_vals, ref_vecs = torch.linalg.eigh(F @ F.T)
+    assert torch.allclose(values, ref_vals.flip(0)[:4], atol=1e-8)
+    assert vectors.shape == (4, 4, 30)
+    overlap = (vectors.reshape(4, -1) @ ref_vecs[:, -4:].flip(1)).diagonal().abs()
+    assert torch.allclose(overlap, torch.ones(4, dtype=F64), atol=1e-8)
+    # gram() declares its factor, so top_eigs of BᵀB for a wide B works in B's output space
+    B = DenseOperator(F.T)
+    (values_g, _), info_g = top_eigs(B.gram(), 3, return_info=True)
+    assert info_g["factored"] and torch.allclose(values_g, ref_vals.flip(0)[:3], atol=1e-8)

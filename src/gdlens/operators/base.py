@@ -49,6 +49,11 @@ class LinearOperator:
     ``_matmat(X)``: ``(k, *shape_in) -> (k, *shape_out)`` and, for the adjoint,
     ``_rmatmat(Y)``: ``(k, *shape_out) -> (k, *shape_in)``. ``is_symmetric`` declares that
     ``A = Aᵀ`` (it lets ``A.T`` return ``A`` itself; it is never checked numerically).
+
+    ``gram_factor``, when set, is an operator F with ``A = F Fᵀ`` exactly (a kernel given by
+    its Jacobian, or ``B.gram()`` with F = Bᵀ). Spectral routines then work in the smaller of
+    F's two spaces: the nonzero eigenvalues of F Fᵀ and Fᵀ F coincide, and an eigenvector v
+    of FᵀF maps to the eigenvector F v / √λ of A.
     """
 
     shape_in: Shape
@@ -56,6 +61,7 @@ class LinearOperator:
     dtype: torch.dtype
     device: torch.device
     is_symmetric: bool = False
+    gram_factor: LinearOperator | None = None
 
     def __init__(
         self,
@@ -175,8 +181,11 @@ class LinearOperator:
         return self * (1.0 / c)
 
     def gram(self) -> LinearOperator:
-        """AᵀA: ``shape_in -> shape_in``, symmetric positive semi-definite."""
-        return ComposedOperator([self.T, self], is_symmetric=True)
+        """AᵀA: ``shape_in -> shape_in``, symmetric positive semi-definite (its
+        ``gram_factor`` is Aᵀ)."""
+        op = ComposedOperator([self.T, self], is_symmetric=True)
+        op.gram_factor = self.T
+        return op
 
     def partial_trace(self, dims: int | Sequence[int]) -> LinearOperator:
         """Trace out the axes ``dims`` of a square operator.

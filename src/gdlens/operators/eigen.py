@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from gdlens.operators._common import apply_flat, check_method, check_square, gaussian, make_generator
-from gdlens.operators.base import LinearOperator
+from gdlens.operators.base import ComposedOperator, LinearOperator
 
 __all__ = ["top_eigs", "svds", "Eigs", "SVD"]
 
@@ -56,22 +56,26 @@ def _order(theta: Tensor, which: str) -> Tensor:
 
 
 def _orthonormalise_against(W: Tensor, V: Tensor, tol: float) -> Tensor:
-    """Rows of W made orthogonal to the rows of V (twice, classical Gram–Schmidt) and to each
-    other; rows that vanish (relative norm < tol) are dropped."""
+    """Rows of W made orthogonal to the (orthonormal) rows of V and to each other; rows that
+    vanish (relative norm < tol) are dropped.
+
+    Block classical Gram–Schmidt, twice ("twice is enough"), with the QR of the block in
+    between: project, orthonormalise the block, project again and renormalise. V, the
+    largest array, is streamed through four times (two products per pass).
+    """
     norms0 = W.norm(dim=1).clamp_min(torch.finfo(W.dtype).tiny)
-    for _ in range(2):
-        if V.shape[0]:
-            W = W - (W @ V.T) @ V
+    if V.shape[0]:
+        W = W - (W @ V.T) @ V
     keep = W.norm(dim=1) > tol * norms0
     W = W[keep]
     if W.shape[0] == 0:
         return W
     Q, R = torch.linalg.qr(W.T)
-    good = torch.diagonal(R).abs() > tol * W.norm(dim=1).max()
-    Q = Q.T[good]
+    Q = Q.T[torch.diagonal(R).abs() > tol * W.norm(dim=1).max()]
     if V.shape[0] and Q.shape[0]:
         Q = Q - (Q @ V.T) @ V
-        Q = Q / Q.norm(dim=1, keepdim=True)
+        norms = Q.norm(dim=1)
+        Q = Q[norms > 0.5] / norms[norms > 0.5, None]  # a row that was mostly in span(V) is dropped
     return Q
 
 
@@ -105,6 +109,11 @@ def top_eigs(
     Returns:
         :class:`Eigs` ``(values (k,), vectors (k, *shape_in))``; values sorted by ``which``
         (descending for ``"largest"``).
+
+    When A carries a ``gram_factor`` F (A = F Fᵀ) whose input space is smaller, the
+    eigenproblem is solved for FᵀF and the vectors are mapped back through F (exact; the
+    info dict then has ``factored=True``). Zero eigenvalues of A beyond F's rank have no
+    such vector: ask for k ≤ rank(F).
     """
     check_square(A, "top_eigs")
     check_method(method, ("lanczos", "scipy"), "top_eigs")
@@ -113,6 +122,19 @@ def top_eigs(
     if not isinstance(k, int) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer with 1 <= k <= n = {n} (the operator's input size), got {k!r}")
     tol = _default_tol(A.dtype) if tol is None else tol
+    F = A.gram_factor
+    if F is not None and F.size_in < n and which != "smallest" and k <= F.size_in:
+        # A = F Fᵀ: same nonzero spectrum as FᵀF, in fewer dimensions (see LinearOperator).
+        (values, small), info = top_eigs(
+            ComposedOperator([F.T, F], is_symmetric=True), k, which=which, method=method, tol=tol,
+            block_size=block_size, max_basis=max_basis, max_matvecs=max_matvecs, seed=seed, return_info=True,
+        )
+        with torch.no_grad():
+            lifted = apply_flat(F, small.reshape(k, -1))
+        norms = lifted.norm(dim=1, keepdim=True).clamp_min(torch.finfo(A.dtype).tiny)
+        info = dict(info, factored=True)
+        result = Eigs(values, (lifted / norms).reshape(k, *A.shape_in))
+        return (result, info) if return_info else result
     if method == "scipy":
         result, info = _eigsh(A, k, which, tol)
     else:
@@ -133,27 +155,40 @@ def _block_krylov(
     n = A.size_in
     b = min(n, block_size or max(2 * k, 8))
     max_basis = min(n, max_basis or max(8 * b, 3 * k))
-    if max_basis < k + b and max_basis < n:
-        raise ValueError(f"max_basis must be at least k + block_size = {k + b}, got {max_basis}")
+    if max_basis < max(k, b) + b and max_basis < n:
+        raise ValueError(f"max_basis must be at least max(k, block_size) + block_size = {max(k, b) + b}, got {max_basis}")
     max_matvecs = max_matvecs or max(50 * n, 1000)
     gen = make_generator(seed, A.device)
     ortho_tol = 1e3 * torch.finfo(A.dtype).eps
+    p = min(n, max(k, b))  # Ritz vectors formed each iteration: the wanted k and the next block
     with torch.no_grad():
-        empty = torch.zeros(0, n, dtype=A.dtype, device=A.device)
-        V = _orthonormalise_against(gaussian(b, n, gen, A.dtype, A.device), empty, ortho_tol)
-        AV = apply_flat(A, V)
-        used, iterations = V.shape[0], 0
+        V = torch.empty(max_basis, n, dtype=A.dtype, device=A.device)  # orthonormal basis rows
+        AV = torch.empty_like(V)  # A applied to them
+        T = torch.zeros(max_basis, max_basis, dtype=A.dtype, device=A.device)  # V A Vᵀ
+        m = 0
+
+        def extend(W: Tensor) -> None:
+            nonlocal m
+            c = W.shape[0]
+            V[m : m + c], AV[m : m + c] = W, apply_flat(A, W)
+            T[m : m + c, : m + c] = W @ AV[: m + c].T
+            T[:m, m : m + c] = T[m : m + c, :m].T
+            m += c
+
+        extend(_orthonormalise_against(gaussian(b, n, gen, A.dtype, A.device), V[:0], ortho_tol))
+        used, iterations = m, 0
         while True:
             iterations += 1
-            T = V @ AV.T
-            theta, Y = torch.linalg.eigh((T + T.T) / 2)
+            Tm = T[:m, :m]
+            theta, Y = torch.linalg.eigh((Tm + Tm.T) / 2)
             order = _order(theta, which)
             theta, Y = theta[order], Y[:, order]
-            X, AX = Y.T @ V, Y.T @ AV
-            R = AX - theta[:, None] * X
+            q = min(p, m)
+            X, AX = Y[:, :q].T @ V[:m], Y[:, :q].T @ AV[:m]
+            R = AX - theta[:q, None] * X
             res = R.norm(dim=1)
             scale = theta.abs().max().clamp_min(torch.finfo(A.dtype).tiny)
-            converged = bool((res[:k] <= tol * scale).all()) or V.shape[0] >= n
+            converged = bool((res[:k] <= tol * scale).all()) or m >= n
             if converged or used >= max_matvecs:
                 if not converged:
                     warnings.warn(
@@ -163,16 +198,18 @@ def _block_krylov(
                         stacklevel=3,
                     )
                 break
-            if V.shape[0] + b > max_basis:  # thick restart on the leading Ritz vectors
-                keep = max(k, max_basis - 2 * b)
-                V, AV = X[:keep], AX[:keep]  # orthonormal rows (Y is orthogonal), A V known
-            W = _orthonormalise_against(R[:b], V, ortho_tol)
+            if m + b > max_basis:  # thick restart on the leading Ritz vectors (A V known: no matvecs)
+                keep = max(q, max_basis - 2 * b)
+                Yk = Y[:, :keep]
+                V[:keep], AV[:keep] = Yk.T @ V[:m], Yk.T @ AV[:m]
+                T[:keep, :keep] = torch.diag(theta[:keep])
+                m = keep
+            W = _orthonormalise_against(R[: min(b, n - m)], V[:m], ortho_tol)
             if W.shape[0] == 0:  # residuals already inside the subspace: add fresh directions
-                W = _orthonormalise_against(gaussian(b, n, gen, A.dtype, A.device), V, ortho_tol)
+                W = _orthonormalise_against(gaussian(min(b, n - m), n, gen, A.dtype, A.device), V[:m], ortho_tol)
                 if W.shape[0] == 0:
                     break
-            V = torch.cat([V, W])
-            AV = torch.cat([AV, apply_flat(A, W)])
+            extend(W)
             used += W.shape[0]
     values = theta[:k]
     vectors = X[:k].reshape(k, *A.shape_in)
