@@ -1,0 +1,106 @@
+"""The run store's SQLite database: schema, connections, and the crash-safety settings.
+
+One file ``store.sqlite`` in WAL mode (readers never block the writer; several processes may
+write, each transaction waits on the lock up to ``busy_timeout``). Every write is its own short
+transaction, committed before the call returns, so a run killed at any point keeps everything
+logged before the kill. All SQL is parameterised.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+__all__ = ["SCHEMA_VERSION", "connect"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    status TEXT NOT NULL,            -- running | completed | interrupted | failed
+    config TEXT NOT NULL,            -- JSON
+    summary TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    error TEXT,
+    sweep TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, name, step)
+);
+CREATE TABLE IF NOT EXISTS arrays (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,              -- relative to the store directory
+    shape TEXT NOT NULL,             -- JSON list
+    dtype TEXT NOT NULL,
+    PRIMARY KEY (run_id, name, step)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, step);
+"""
+
+
+def connect(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
+    """Open (creating if needed) the store database with WAL journaling and a busy timeout.
+
+    ``synchronous=NORMAL`` in WAL mode never corrupts the database; a power loss may drop the
+    last transactions, a killed process never does.
+    """
+    con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    con.execute("PRAGMA foreign_keys=ON")
+    with _transaction(con):
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            con.execute(statement)
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{path} has store schema version {row[0]}, newer than this gdlens understands ({SCHEMA_VERSION})"
+            )
+    return con
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error): takes the write lock up front
+    so that concurrent writers queue on the busy timeout instead of failing mid-transaction."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.con.execute("BEGIN IMMEDIATE")
+        return self.con
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+transaction = _transaction
+
+
+def this_process() -> tuple[str, int]:
+    """(host name, pid) of the writer, to tell a dead run from a live one."""
+    return os.uname().nodename, os.getpid()
