@@ -1,0 +1,44 @@
+"""Probes: one module per phenomenon of training dynamics, as pure functions (tensors in,
+numbers out), each with its math and paper in the docstring.
+
+- :mod:`~gdlens.probes.condensation`: neurons condensing onto few orientations.
+- :mod:`~gdlens.probes.frequency`: the frequency principle (errors per frequency).
+- :mod:`~gdlens.probes.sharpness`: Hessian sharpness, Adam's preconditioned sharpness, stability thresholds.
+- :mod:`~gdlens.probes.ntk`: the empirical NTK and its motion.
+- :mod:`~gdlens.probes.similarity`: CKA and neuron matching.
+- :mod:`~gdlens.probes.representation`: participation ratio, PCA, Schatten and parameter norms.
+
+Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the training
+:class:`~gdlens.train.Recorder`) wrap these functions: :mod:`~gdlens.probes.training`
+(metrics, norms, relative change, hidden participation ratio) and :mod:`~gdlens.probes.kp`.
+"""
+
+from gdlens.probes import condensation, frequency, ntk, representation, sharpness, similarity
+from gdlens.probes.base import Probe, ProbeContext, Schedule, as_schedule
+from gdlens.probes.kp import KPProbe
+from gdlens.probes.training import (
+    HiddenParticipationProbe,
+    MetricsProbe,
+    ParameterNormProbe,
+    RelativeChangeProbe,
+    default_probes,
+)
+
+__all__ = [
+    "condensation",
+    "frequency",
+    "sharpness",
+    "ntk",
+    "similarity",
+    "representation",
+    "Probe",
+    "ProbeContext",
+    "Schedule",
+    "as_schedule",
+    "KPProbe",
+    "MetricsProbe",
+    "ParameterNormProbe",
+    "RelativeChangeProbe",
+    "HiddenParticipationProbe",
+    "default_probes",
+]

@@ -1,0 +1,116 @@
+"""The ``Probe`` protocol and its schedules.
+
+A probe is a named measurement taken during training on a schedule::
+
+    class Probe(Protocol):
+        name: str
+        schedule: Schedule
+        def compute(self, ctx: ProbeContext) -> Mapping[str, float | Tensor | np.ndarray]
+
+Scalars are stored as metrics named ``"<probe>/<key>"``; tensors and arrays as arrays of the
+same name. A :class:`~gdlens.train.Recorder` runs probes from gdlens' training loop or from
+a user's own loop. Each probe is a thin wrapper around pure functions of the other
+``gdlens.probes`` modules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Probe", "ProbeContext", "Schedule", "as_schedule", "forward"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a probe runs: every ``every`` steps, or at ``log_points`` log-spaced steps of the
+    run (1, …, total, rounded and de-duplicated), and always at step 0 and at the last step.
+
+    Log spacing suits training dynamics, whose interesting events (fitting, grokking, the
+    onset of condensation) spread over decades of steps.
+    """
+
+    every: int | None = None
+    log_points: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.every is None) == (self.log_points is None):
+            raise ValueError("a Schedule needs exactly one of every= and log_points=")
+        value = self.every if self.every is not None else self.log_points
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"every/log_points must be a positive int, got {value!r}")
+
+    def steps(self, total_steps: int) -> set[int]:
+        """The steps in 0..total_steps at which the probe runs."""
+        if self.every is not None:
+            chosen = set(range(0, total_steps + 1, self.every))
+        else:
+            grid = np.logspace(0, math.log10(max(total_steps, 1)), self.log_points)
+            chosen = {int(round(s)) for s in grid}
+        return {s for s in chosen if 0 <= s <= total_steps} | {0, total_steps}
+
+    def __str__(self) -> str:
+        return f"every:{self.every}" if self.every is not None else f"log:{self.log_points}"
+
+
+def as_schedule(spec: Schedule | int | str) -> Schedule:
+    """A Schedule from ``Schedule``, an int (every N steps), ``"every:N"`` or ``"log:N"``."""
+    if isinstance(spec, Schedule):
+        return spec
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        return Schedule(every=spec)
+    if isinstance(spec, str) and ":" in spec:
+        kind, _, value = spec.partition(":")
+        if kind in ("every", "log") and value.isdigit():
+            return Schedule(every=int(value)) if kind == "every" else Schedule(log_points=int(value))
+    raise ValueError(f"schedule must be a Schedule, an int, 'every:N' or 'log:N'; got {spec!r}")
+
+
+@dataclass
+class ProbeContext:
+    """What a probe sees at one step.
+
+    Attributes:
+        step: the optimisation step (0 = before the first update).
+        model: the model being trained (in its current state).
+        batch: the training data of this step (a :class:`gdlens.tasks.TaskData`), or None.
+        eval_data: held-out data (TaskData) or None.
+        optimizer: the torch optimizer, or None.
+        initial_params: {name: tensor} snapshot of the parameters at the first recorded step.
+        loss_fn: ``loss_fn(model) -> scalar`` on the training batch (for curvature probes).
+        extra: anything a user's loop wants to pass on.
+    """
+
+    step: int
+    model: nn.Module
+    batch: Any = None
+    eval_data: Any = None
+    optimizer: torch.optim.Optimizer | None = None
+    initial_params: dict[str, Tensor] = field(default_factory=dict)
+    loss_fn: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """A named measurement on a schedule (see the module docstring)."""
+
+    name: str
+    schedule: Schedule
+
+    def compute(self, ctx: ProbeContext) -> Mapping[str, float | Tensor | np.ndarray]: ...
+
+
+def forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(y, z)`` from a model whose forward returns ``y`` or ``(y, z)`` (gdlens' state-space
+    models return the hidden states z (B, T, H) second)."""
+    out = model(x)
+    if isinstance(out, tuple):
+        return out[0], (out[1] if len(out) > 1 else None)
+    return out, None
