@@ -1,13 +1,28 @@
 """gdlens: a lens on gradient descent.
 
 Exact, matrix-free operators that decompose how training moves a network (the KP
-decomposition of gradient flow, arXiv 2507.06381), and the randomized linear algebra that
-turns them into numbers. See ``gdlens.operators``, ``gdlens.models`` and ``gdlens.flow``.
+decomposition of gradient flow, arXiv 2507.06381), probes of the known phenomena of training
+dynamics, and the harness and run store that record them. Data flows one way:
+tasks → models → train (Recorder → probes → flow/operators) → store.
 """
 
-from gdlens import flow, models, operators
+from gdlens import flow, models, operators, probes, store, tasks
 from gdlens.flow import KPFlow
+from gdlens.store import open_store
+from gdlens.train import Recorder, train
 
 __version__ = "0.1.0"
 
-__all__ = ["operators", "models", "flow", "KPFlow", "__version__"]
+__all__ = [
+    "operators",
+    "models",
+    "flow",
+    "probes",
+    "tasks",
+    "store",
+    "KPFlow",
+    "train",
+    "Recorder",
+    "open_store",
+    "__version__",
+]

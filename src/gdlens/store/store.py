@@ -288,6 +288,18 @@ class Run:
             con.executemany("INSERT OR REPLACE INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)", rows)
             con.execute("UPDATE runs SET heartbeat = ?, updated_at = ? WHERE id = ?", (now, now, self.id))
 
+    def log_series(self, name: str, steps: Iterable[int], values: Iterable[float]) -> None:
+        """Record one scalar metric at many steps in one transaction (e.g. the per-step
+        training loss, buffered by the training loop)."""
+        rows = []
+        for step, value in zip(steps, values):
+            v = float(value)
+            rows.append((self.id, int(step), str(name), None if math.isnan(v) else v))
+        now = time.time()
+        with transaction(self.store.con) as con:
+            con.executemany("INSERT OR REPLACE INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)", rows)
+            con.execute("UPDATE runs SET heartbeat = ?, updated_at = ? WHERE id = ?", (now, now, self.id))
+
     def log_array(self, step: int, name: str, array: np.ndarray | torch.Tensor) -> None:
         """Save an array (numpy or torch, detached to CPU) at ``step`` as an .npy file."""
         _check_name(name)

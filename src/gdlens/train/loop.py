@@ -1,0 +1,294 @@
+"""``gd.train``: a plain training loop that records probes into the run store.
+
+Step s means "the parameters after s updates": probes scheduled at s see them, and the loop
+runs updates 1..steps. The batch of step s is a function of (seed, s) alone, so a resumed run
+sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gdlens.models.base import StateSpaceModel
+from gdlens.probes.base import Probe, forward
+from gdlens.probes.training import default_probes
+from gdlens.store import Run, Store, open_store
+from gdlens.tasks import SplitData, Task, TaskData
+from gdlens.tasks import get as get_task
+from gdlens.train.recorder import Recorder
+
+__all__ = ["train", "TrainResult", "make_optimizer"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained model.  recorder: the :class:`Recorder` (``history`` of every probe).
+        run: the store's :class:`~gdlens.store.Run` (None without a store).
+        losses: (steps,) training loss before each update.
+        summary: final metrics, timings and the recording overhead.
+    """
+
+    model: nn.Module
+    recorder: Recorder
+    run: Run | None
+    losses: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def history(self) -> dict[str, list]:
+        return self.recorder.history
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of a recorded scalar, e.g. ``"metrics/test/accuracy"``."""
+        return self.recorder.series(name)
+
+
+def make_optimizer(
+    params, optimizer: str | Callable | torch.optim.Optimizer, lr: float, weight_decay: float, betas, momentum: float
+) -> torch.optim.Optimizer:
+    """An optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``), a factory
+    ``params -> Optimizer``, or an instance (returned as is)."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if callable(optimizer):
+        return optimizer(params)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+        kwargs = {"betas": tuple(betas)} if betas is not None else {}
+        return cls(params, lr=lr, weight_decay=weight_decay, **kwargs)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, a factory or a torch.optim.Optimizer; got {optimizer!r}")
+
+
+DEFAULT_TRIALS = 128
+
+
+def _default_size(task: Task) -> int:
+    """The generator's own default size, or DEFAULT_TRIALS when it has none."""
+    default = inspect.signature(task.fn).parameters[task.size_arg].default
+    return DEFAULT_TRIALS if default is inspect.Parameter.empty else int(default)
+
+
+class _Batches:
+    """The batch of each step: a fixed dataset (full batch or seeded minibatches) or fresh
+    draws from a task generator."""
+
+    def __init__(self, task: Any, batch_size: int | None, seed: int, eval_data: TaskData | None) -> None:
+        self.batch_size, self.seed, self.task = batch_size, seed, None
+        if isinstance(task, str):
+            task = get_task(task)
+        if isinstance(task, Task):
+            self.config = {"name": task.name, **dict(task.kwargs)}
+            if batch_size is not None and task.size_arg is not None:
+                self.task = task  # fresh batches each step
+                self.fixed = task.generate(batch_size, seed=seed)
+                default_eval = task.generate(batch_size, seed=seed + 1_000_003)
+            else:
+                size = None if task.size_arg is None else _default_size(task)
+                generated = task.generate(size, seed=seed)
+                self.fixed, default_eval = (
+                    (generated.train, generated.test) if isinstance(generated, SplitData)
+                    else (generated, task.generate(size, seed=seed + 1_000_003))
+                )
+        elif isinstance(task, SplitData):
+            self.config = {"name": task.name or task.train.name}
+            self.fixed, default_eval = task.train, task.test
+        elif isinstance(task, TaskData):
+            self.config = {"name": task.name}
+            self.fixed, default_eval = task, None
+        else:
+            raise TypeError(f"task must be a name, a gdlens.tasks.Task, TaskData or SplitData; got {type(task).__name__}")
+        self.eval_data = eval_data if eval_data is not None else default_eval
+        n = self.fixed.x.shape[0]
+        if batch_size is not None and self.task is None and not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must be between 1 and the dataset size {n}, got {batch_size}")
+
+    def __call__(self, step: int) -> TaskData:
+        if self.batch_size is None:
+            return self.fixed
+        if self.task is not None:
+            return self.task.generate(self.batch_size, seed=self.seed * 1_000_003 + step + 1) if step else self.fixed
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        idx = torch.randperm(self.fixed.x.shape[0], generator=gen)[: self.batch_size]
+        return self.fixed.subset(idx.to(self.fixed.x.device))
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the analysis extra
+        return None
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=True)
+
+
+def train(
+    model: nn.Module,
+    task: Any,
+    *,
+    optimizer: str | Callable | torch.optim.Optimizer = "adam",
+    lr: float = 1e-3,
+    steps: int = 1000,
+    batch_size: int | None = None,
+    weight_decay: float = 0.0,
+    betas: Sequence[float] | None = None,
+    momentum: float = 0.0,
+    probes: Sequence[Probe] | None = None,
+    store: Store | str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    eval_data: TaskData | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | None = None,
+    sweep: str | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` on ``task`` with gdlens' loss (the task's loss and mask; DESIGN §2),
+    recording ``probes`` on their schedules.
+
+    Args:
+        model: any nn.Module whose forward returns y or (y, z).
+        task: a task name (``gd.tasks.TASKS``), a :class:`~gdlens.tasks.Task`, a TaskData
+            (fixed training set) or a SplitData (train and test).
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a factory or an optimizer instance.
+        lr, weight_decay, betas, momentum: optimizer settings.
+        steps: number of updates.
+        batch_size: None for full batch (a task generator then draws one fixed training set
+            of its default size, or 128 trials); an int for seeded minibatches of a fixed
+            dataset, or fresh draws of that size from a task generator at every step.
+        probes: what to record (default: metrics, parameter norms, relative change, and the
+            hidden participation ratio for state-space models).
+        store: a :class:`~gdlens.store.Store` or a path; None keeps results in memory only.
+        name, config, sweep: recorded with the run (config merged into the automatic one).
+        seed: seeds the batches (the model's initialisation is the caller's).
+        checkpoint_every: save model and optimizer state every N steps (and at the end);
+            default ``max(steps // 10, 1)`` when there is a store.
+        resume: id of an interrupted run in ``store`` to continue from its last checkpoint.
+        progress: show a progress bar (step, loss, rate).
+
+    Returns:
+        :class:`TrainResult`. A run that raises is marked failed (interrupted on Ctrl-C) and
+        keeps everything recorded so far.
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    batches = _Batches(task, batch_size, seed, eval_data)
+    probes = list(probes) if probes is not None else default_probes(isinstance(model, StateSpaceModel))
+    opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, betas, momentum)
+    if isinstance(store, (str,)) or (store is not None and not isinstance(store, Store)):
+        store = open_store(store)
+    full_config = {
+        "model": {"class": type(model).__name__, "num_params": sum(p.numel() for p in model.parameters())},
+        "task": batches.config,
+        "optimizer": optimizer if isinstance(optimizer, str) else type(opt).__name__,
+        "lr": lr, "weight_decay": weight_decay, "betas": list(betas) if betas is not None else None,
+        "momentum": momentum, "steps": steps, "batch_size": batch_size, "seed": seed,
+        "probes": {p.name: str(p.schedule) for p in probes},
+        **dict(config or {}),
+    }
+    run, start = None, 0
+    recorder = Recorder(probes, None, total_steps=steps)
+    if store is not None:
+        if resume is not None:
+            run = store.resume(resume)
+            ckpt = run.latest_checkpoint()
+            if ckpt is not None:
+                start, state = ckpt
+                model.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+                recorder.initial_params = state["initial_params"]
+        else:
+            run = store.create_run(full_config, name=name, sweep=sweep)
+        recorder.run = run
+        checkpoint_every = checkpoint_every or max(steps // 10, 1)
+
+    losses = np.full(steps, np.nan)
+    if run is not None and start:
+        old = run.metrics(names=["train_step/loss"], as_frame=False).get("train_step/loss")
+        if old is not None:
+            keep = old[0] < start
+            losses[old[0][keep]] = old[1][keep]
+    bar = _progress(steps, start, progress)
+    pending: list[tuple[int, float]] = []
+    t_start = time.perf_counter()
+
+    def flush() -> None:
+        if run is not None and pending:
+            run.log_series("train_step/loss", [s for s, _ in pending], [v for _, v in pending])
+        pending.clear()
+
+    def checkpoint(step: int) -> None:
+        if run is not None:
+            flush()
+            run.save_checkpoint(
+                step, {"model": model.state_dict(), "optimizer": opt.state_dict(), "initial_params": recorder.initial_params}
+            )
+
+    try:
+        for step in range(start, steps + 1):
+            batch = batches(step)
+
+            def loss_fn(m: nn.Module, batch: TaskData = batch) -> torch.Tensor:
+                return batch.loss_value(forward(m, batch.x)[0])
+
+            recorder.step(step, model=model, batch=batch, eval_data=batches.eval_data, optimizer=opt, loss_fn=loss_fn)
+            if step == steps:
+                break
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the training loss became {value} at step {step}")
+            loss.backward()
+            opt.step()
+            losses[step] = value
+            pending.append((step, value))
+            if len(pending) >= 100:
+                flush()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            if run is not None and (step + 1) % checkpoint_every == 0:
+                checkpoint(step + 1)
+    except BaseException as err:
+        flush()
+        if run is not None:
+            if isinstance(err, KeyboardInterrupt):
+                run.interrupt()
+            else:
+                run.fail(f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t_start
+    summary = {
+        "steps": steps,
+        "seconds": seconds,
+        "probe_seconds": recorder.total_seconds,
+        "recording_overhead": recorder.total_seconds / max(seconds - recorder.total_seconds, 1e-12),
+        "final_train_loss": float(losses[-1]) if steps else float("nan"),
+    }
+    summary.update({k: v for k, v in ((n, recorder.last(n)) for n in recorder.history) if isinstance(v, float)})
+    if run is not None:
+        checkpoint(steps)
+        run.finish(summary)
+    return TrainResult(model, recorder, run, losses, summary)

@@ -1,0 +1,121 @@
+"""The Recorder: runs probes on their schedules and writes what they return.
+
+It works inside gdlens' :func:`~gdlens.train.train` and inside a user's own loop::
+
+    recorder = Recorder([MetricsProbe(), KPProbe()], run=store.create_run(cfg), total_steps=1000)
+    for step in range(1001):
+        recorder.step(step, model=model, batch=data, optimizer=opt)   # before the update
+        ...update...
+
+Scalars go to the run's metrics as ``"<probe>/<key>"`` and to :attr:`Recorder.history`;
+tensors and arrays go to the run's arrays (and are kept in history as numpy arrays).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gdlens.probes.base import Probe, ProbeContext
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Runs ``probes`` at their scheduled steps (see :class:`gdlens.probes.base.Schedule`).
+
+    Args:
+        probes: objects following the :class:`~gdlens.probes.base.Probe` protocol.
+        run: a :class:`gdlens.store.Run` to write to, or None (history only).
+        total_steps: the last step, needed by log-spaced schedules (and to always record the
+            final step).
+    """
+
+    def __init__(self, probes: Sequence[Probe], run=None, total_steps: int | None = None) -> None:
+        for p in probes:
+            if not isinstance(p, Probe):
+                raise TypeError(f"{p!r} does not follow the Probe protocol (name, schedule, compute(ctx))")
+        names = [p.name for p in probes]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ValueError(f"probe names must be unique, repeated: {sorted(duplicates)}")
+        self.probes = list(probes)
+        self.run = run
+        self.total_steps = total_steps
+        self.history: dict[str, list[tuple[int, Any]]] = {}
+        self.initial_params: dict[str, torch.Tensor] = {}
+        self.seconds: dict[str, float] = {p.name: 0.0 for p in probes}
+        self._due = {p.name: (p.schedule.steps(total_steps) if total_steps is not None else None) for p in probes}
+
+    def is_due(self, probe: Probe, step: int) -> bool:
+        due = self._due[probe.name]
+        if due is None:  # no horizon: only every-N schedules can run
+            every = probe.schedule.every
+            return every is not None and step % every == 0
+        return step in due
+
+    def step(
+        self,
+        step: int,
+        *,
+        model: nn.Module,
+        batch: Any = None,
+        eval_data: Any = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        loss_fn: Any = None,
+        force: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Run the probes due at ``step`` (all of them with ``force=True``); returns
+        ``{"<probe>/<key>": value}`` of what was recorded."""
+        if not self.initial_params:
+            self.initial_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+        due = [p for p in self.probes if force or self.is_due(p, step)]
+        if not due:
+            return {}
+        ctx = ProbeContext(step, model, batch, eval_data, optimizer, self.initial_params, loss_fn, extra)
+        recorded: dict[str, Any] = {}
+        scalars: dict[str, float] = {}
+        for probe in due:
+            t0 = time.perf_counter()
+            values = probe.compute(ctx)
+            self.seconds[probe.name] += time.perf_counter() - t0
+            for key, value in values.items():
+                name = f"{probe.name}/{key}"
+                if isinstance(value, (torch.Tensor, np.ndarray)) and np.ndim(value) > 0:
+                    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+                    if self.run is not None:
+                        self.run.log_array(step, name, array)
+                    self.history.setdefault(name, []).append((step, array))
+                    recorded[name] = array
+                else:
+                    v = float(value)
+                    scalars[name] = v
+                    self.history.setdefault(name, []).append((step, v))
+                    recorded[name] = v
+        if scalars and self.run is not None:
+            self.run.log(step, scalars)
+        return recorded
+
+    @property
+    def total_seconds(self) -> float:
+        """Time spent inside probes so far."""
+        return sum(self.seconds.values())
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of a recorded scalar ``"<probe>/<key>"``."""
+        if name not in self.history:
+            raise KeyError(f"nothing recorded under {name!r}; recorded: {sorted(self.history)}")
+        steps, values = zip(*self.history[name])
+        return np.array(steps), np.array(values, dtype=float)
+
+    def last(self, name: str, default: float = math.nan) -> Any:
+        """The most recent value of ``name`` (``default`` if never recorded)."""
+        entries = self.history.get(name)
+        return entries[-1][1] if entries else default

@@ -1,0 +1,140 @@
+"""The training loop, the Recorder in a user's loop, resuming, and failure handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import gdlens as gd
+from gdlens.probes import KPProbe, MetricsProbe, ParameterNormProbe, RelativeChangeProbe, Schedule
+from gdlens.train import Recorder
+
+
+def small_rnn(seed: int = 0) -> gd.models.RNN:
+    torch.manual_seed(seed)
+    return gd.models.RNN(3, 8, 3)
+
+
+def flip_flop_task():
+    return gd.tasks.get("flip_flop", T=12, bits=3, pulse_prob=0.2)
+
+
+def test_training_lowers_the_loss_and_records_into_the_store(tmp_path):
+    result = gd.train(small_rnn(), flip_flop_task(), steps=60, lr=1e-2, batch_size=16, store=tmp_path, progress=False)
+    assert np.all(np.isfinite(result.losses)) and result.losses[-5:].mean() < result.losses[:5].mean()
+    store = gd.open_store(tmp_path)
+    runs = store.runs()
+    assert len(runs) == 1 and runs.loc[0, "status"] == "completed"
+    assert runs.loc[0, "config.task.name"] == "flip_flop" and runs.loc[0, "config.steps"] == 60
+    metrics = store.metrics(result.run.id, wide=True)
+    assert {"metrics/train/loss", "metrics/test/loss", "param_norm/total", "rel_change/total",
+            "hidden/participation_ratio", "train_step/loss"} <= set(metrics.columns)
+    # per-step training losses are all stored, equal to what the loop saw
+    assert np.allclose(metrics["train_step/loss"].dropna().to_numpy(), result.losses)
+    # the relative change starts at 0 and the final step is recorded
+    rc = metrics["rel_change/total"].dropna()
+    assert rc.index[0] == 0 and rc.iloc[0] == 0 and rc.index[-1] == 60 and rc.iloc[-1] > 0
+    assert result.run.latest_checkpoint()[0] == 60
+
+
+def test_full_batch_split_data_and_log_schedule():
+    data = gd.tasks.modular_addition(p=7, train_fraction=0.6, seed=1, encoding="one_hot")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(data.input_size, 32), torch.nn.ReLU(), torch.nn.Linear(32, 7))
+    probes = [MetricsProbe(schedule=Schedule(log_points=5))]
+    result = gd.train(model, data, steps=100, lr=1e-2, probes=probes, progress=False)
+    steps, acc = result.series("metrics/train/accuracy")
+    assert steps[0] == 0 and steps[-1] == 100 and len(steps) <= 7
+    assert acc[-1] > acc[0]
+    assert "metrics/test/accuracy" in result.history
+
+
+def test_resume_continues_an_interrupted_run_with_the_same_batches(tmp_path):
+    task = flip_flop_task()
+    reference = gd.train(small_rnn(), task, steps=40, lr=1e-2, batch_size=8, progress=False, probes=[])
+
+    class Stop(Exception):
+        pass
+
+    class StopAt:
+        name, schedule = "stop", Schedule(every=1)
+
+        def compute(self, ctx):
+            if ctx.step == 25:
+                raise KeyboardInterrupt
+            return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        gd.train(small_rnn(), task, steps=40, lr=1e-2, batch_size=8, store=tmp_path, checkpoint_every=10,
+                 progress=False, probes=[StopAt()])
+    store = gd.open_store(tmp_path)
+    (record,) = store.runs(as_frame=False)
+    assert record["status"] == "interrupted"
+    resumed = gd.train(small_rnn(seed=5), task, steps=40, lr=1e-2, batch_size=8, store=store, resume=record["id"],
+                       progress=False, probes=[])
+    assert store.run(record["id"]).status == "completed"
+    assert np.allclose(resumed.losses, reference.losses, rtol=1e-5, atol=1e-6)
+    for p, q in zip(resumed.model.parameters(), reference.model.parameters()):
+        assert torch.allclose(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_divergence_marks_the_run_failed(tmp_path):
+    with pytest.raises(FloatingPointError, match="became"):
+        gd.train(small_rnn(), flip_flop_task(), optimizer="sgd", lr=1e6, steps=50, batch_size=8, store=tmp_path,
+                 progress=False, probes=[])
+    (record,) = gd.open_store(tmp_path).runs(as_frame=False)
+    assert record["status"] == "failed" and "FloatingPointError" in record["error"]
+
+
+def test_recorder_in_a_users_own_loop(tmp_path):
+    model = small_rnn()
+    data = flip_flop_task().generate(16, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    run = gd.open_store(tmp_path).create_run({"loop": "mine"})
+    recorder = Recorder([ParameterNormProbe(schedule=5), RelativeChangeProbe(schedule="every:10")], run=run, total_steps=20)
+    for step in range(21):
+        recorder.step(step, model=model, batch=data, optimizer=opt)
+        if step < 20:
+            opt.zero_grad()
+            data.loss_value(model(data.x)[0]).backward()
+            opt.step()
+    run.finish()
+    steps, _ = recorder.series("param_norm/total")
+    assert list(steps) == [0, 5, 10, 15, 20]
+    stored = run.metrics(wide=True)
+    assert list(stored["rel_change/total"].dropna().index) == [0, 10, 20]
+    with pytest.raises(ValueError, match="unique"):
+        Recorder([ParameterNormProbe(), ParameterNormProbe()])
+    with pytest.raises(TypeError, match="Probe protocol"):
+        Recorder([object()])
+
+
+def test_kp_probe_records_ranks_with_errors_and_eigenvalues():
+    model = small_rnn()
+    data = flip_flop_task().generate(6, seed=0)
+    probe = KPProbe(max_trials=4, num_matvecs=12, k=3)
+    ctx = gd.probes.ProbeContext(step=0, model=model, batch=data)
+    out = probe.compute(ctx)
+    for name in ("K", "P", "G"):
+        assert out[f"rank_{name}"] >= 1 and out[f"rank_{name}_se"] >= 0
+    assert out["eig_G_1"] >= out["eig_G_2"] >= out["eig_G_3"] > 0
+    assert -1 <= out["misdirection"] <= 1
+    # the probe's G is the KPFlow G on the same trials and loss
+    kp = gd.KPFlow(model, data.x[:4], data.target[:4])
+    top = gd.operators.top_eigs(kp.G, 1).values[0]
+    assert abs(out["eig_G_1"] - float(top)) <= 1e-3 * float(top)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        gd.train(small_rnn(), flip_flop_task(), optimizer="lbfgs", steps=1, progress=False)
+    with pytest.raises(TypeError, match="task must be"):
+        gd.train(small_rnn(), 42, steps=1, progress=False)
+    with pytest.raises(ValueError, match="steps must be"):
+        gd.train(small_rnn(), flip_flop_task(), steps=-1, progress=False)
+    data = flip_flop_task().generate(8, seed=0)
+    with pytest.raises(ValueError, match="batch_size must be between 1 and the dataset size 8"):
+        gd.train(small_rnn(), data, batch_size=9, steps=1, progress=False)
+    with pytest.raises(ValueError, match="schedule must be"):
+        MetricsProbe(schedule="often")
