@@ -1,29 +1,82 @@
-"""The gdlens command."""
+"""The gdlens command, through a subprocess as a user runs it."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from gdlens.cli import build_parser, main
 
 
-def test_demo_prints_estimates_next_to_the_truth(capsys):
-    assert main(["demo", "--seed", "1"]) == 0
+def gdlens(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "gdlens.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
+
+
+def test_train_runs_show_and_export(tmp_path):
+    store = str(tmp_path / "runs")
+    done = gdlens("train", "flip_flop", "--model", "rnn", "--hidden", "8", "--steps", "20", "--batch-size", "8",
+                  "--task-arg", "T=10", "--task-arg", "bits=2", "--kp", "--store", store, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    run_id = re.search(r"run (\w+) completed", done.stdout).group(1)
+    listed = gdlens("runs", "--store", store)
+    assert listed.returncode == 0 and run_id in listed.stdout and "flip_flop" in listed.stdout
+    shown = gdlens("show", run_id[:6], "--store", store)
+    assert shown.returncode == 0, shown.stderr
+    assert '"T": 10' in shown.stdout and "kp/rank_G" in shown.stdout
+    out = tmp_path / "m.csv"
+    exported = gdlens("export", run_id, "--format", "csv", "-o", str(out), "--store", store)
+    assert exported.returncode == 0 and out.exists()
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["task"]["bits"] == 2
+
+
+def test_demo_main_job_prints_a_side_by_side_summary(tmp_path):
+    done = gdlens("demo", "--steps", "3", "--store", str(tmp_path / "demo-runs"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "g = 0.5" in done.stdout and "g = 2.0" in done.stdout
+    for row in ("effective rank of K", "effective rank of P", "effective rank of G", "test accuracy"):
+        assert row in done.stdout
+    assert (tmp_path / "demo-runs" / "store.sqlite").exists()
+
+
+def test_operator_demo_prints_estimates_next_to_the_truth(capsys):
+    assert main(["demo", "--operators", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert "trace: exact" in out
-    for method in ("hutchinson", "hutch++", "xtrace"):
-        assert method in out
-    # the top eigenvalues printed agree with the truth to the printed precision
     pairs = re.findall(r"λ_\d: ([\d.]+)\s+truth ([\d.]+)", out)
-    assert len(pairs) == 5
-    assert all(abs(float(a) - float(b)) < 1e-9 for a, b in pairs)
+    assert len(pairs) == 5 and all(abs(float(a) - float(b)) < 1e-9 for a, b in pairs)
 
 
-def test_every_command_has_help_with_an_example(capsys):
+def test_bad_input_lists_what_is_allowed(tmp_path):
+    unknown = gdlens("train", "flipflop")
+    assert unknown.returncode == 2 and "flip_flop" in unknown.stderr and "modular_addition" in unknown.stderr
+    model = gdlens("train", "flip_flop", "--model", "transformer")
+    assert model.returncode == 2 and "gru" in model.stderr and "lstm" in model.stderr
+    opt = gdlens("train", "flip_flop", "--optimizer", "lbfgs")
+    assert opt.returncode == 2 and "adamw" in opt.stderr
+    (tmp_path / "afile").write_text("x")
+    store_file = gdlens("runs", "--store", str(tmp_path / "afile"))
+    assert store_file.returncode == 2 and "not a directory" in store_file.stderr and "Traceback" not in store_file.stderr
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "store.sqlite").write_bytes(b"not sqlite " * 200)
+    foreign = gdlens("runs", "--store", str(tmp_path / "foreign"))
+    assert foreign.returncode == 2 and "cannot be used as a gdlens store" in foreign.stderr
+    assert "Traceback" not in foreign.stderr
+    missing = gdlens("show", "nope", "--store", str(tmp_path / "empty"))
+    assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
+    bad_arg = gdlens("train", "flip_flop", "--task-arg", "T=0", "--store", str(tmp_path / "s"), "--no-progress")
+    assert bad_arg.returncode == 2 and "T must be" in bad_arg.stderr
+
+
+def test_every_command_has_help_ending_with_an_example(capsys):
     parser = build_parser()
-    for command in ("demo",):
+    for command in ("demo", "train", "runs", "show", "export"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
-        assert "example:" in capsys.readouterr().out
+        out = capsys.readouterr().out.rstrip()
+        assert "example:" in out and out.splitlines()[-1].strip().startswith("gdlens ")

@@ -1,36 +1,194 @@
-"""The ``gdlens`` command. It only parses arguments and calls library functions."""
+"""The ``gdlens`` command. It only parses arguments and calls library functions: everything
+here can be done from Python with the same names."""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import sys
+from collections.abc import Callable
+
+DEFAULT_STORE = "gdlens-runs"
 
 
+def _parse_value(text: str):
+    """A task argument value: a Python literal (number, tuple, list, bool, None) or a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _key_values(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"gdlens: error: task arguments look like KEY=VALUE, got {pair!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
+# ---------------------------------------------------------------------- commands
 def _demo(args: argparse.Namespace) -> int:
-    from gdlens.demo import run_operator_demo
+    from gdlens.demo import run_demo, run_operator_demo
 
-    run_operator_demo(seed=args.seed)
+    if args.operators:
+        run_operator_demo(seed=args.seed)
+    else:
+        run_demo(store=args.store, steps=args.steps, seed=args.seed, progress=not args.no_progress)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gdlens", description="A lens on gradient descent.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="run the main example",
-        description="Estimate the trace, top eigenvalues and effective rank of an operator with a known spectrum.",
-        epilog="example:  gdlens demo --seed 1",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    import gdlens as gd
+
+    task = gd.tasks.get(args.task, **_key_values(args.task_arg))
+    torch.manual_seed(args.seed)
+    model_kwargs = {}
+    if args.model == "rnn":
+        model_kwargs["nonlinearity"] = args.nonlinearity
+    model = gd.models.build(args.model, task.input_size, args.hidden, task.output_size, g=args.g, **model_kwargs)
+    probes = gd.probes.default_probes(recurrent=isinstance(model, gd.models.StateSpaceModel))
+    if args.kp:
+        probes.append(gd.probes.KPProbe())
+    betas = tuple(args.betas) if args.betas else None
+    result = gd.train(
+        model, task, optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch_size=args.batch_size,
+        weight_decay=args.weight_decay, betas=betas, probes=probes, store=args.store, name=args.name, seed=args.seed,
+        config={"model_name": args.model, "hidden": args.hidden, "g": args.g}, progress=not args.no_progress,
     )
-    demo.add_argument("--seed", type=int, default=0, help="seed of every random probe (default 0)")
-    demo.set_defaults(func=_demo)
+    print(f"run {result.run.id} {result.run.status} in {args.store}")
+    for key in ("final_train_loss", "metrics/train/accuracy", "metrics/test/accuracy", "diverged_at"):
+        if result.summary.get(key) is not None:
+            print(f"  {key}: {result.summary[key]}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import gdlens as gd
+
+    frame = gd.open_store(args.store).runs(status=args.status)
+    if frame.empty:
+        print(f"no runs in {args.store}")
+        return 0
+    columns = [c for c in ("id", "name", "status", "config.task.name", "config.model.class", "config.steps",
+                           "summary.final_train_loss", "summary.metrics/test/accuracy") if c in frame.columns]
+    table = frame[columns].rename(columns=lambda c: c.split(".", 1)[-1])
+    print(table.to_string(index=False))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    import gdlens as gd
+
+    run = gd.open_store(args.store).run(args.run)
+    print(f"run {run.id}  status {run.status}")
+    print("config:", json.dumps(run.config, indent=2, sort_keys=True))
+    summary = {k: v for k, v in run.summary.items() if not isinstance(v, float) or v == v}
+    print("summary:", json.dumps(summary, indent=2, sort_keys=True))
+    metrics = run.metrics()
+    if not metrics.empty:
+        last = metrics.groupby("name").agg(points=("step", "size"), last_step=("step", "max"), last=("value", "last"))
+        print("metrics:")
+        print(last.to_string())
+    arrays = run.arrays()
+    for name, (steps, values) in arrays.items():
+        print(f"array {name}: {len(steps)} steps, shape {values[0].shape}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import gdlens as gd
+
+    run = gd.open_store(args.store).run(args.run)
+    default = {"csv": f"{run.id}.csv", "parquet": f"{run.id}.parquet", "tensorboard": f"tb-{run.id}"}[args.format]
+    for path in gd.store.export_run(run, args.output or default, args.format):
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------------- parser
+def _command(sub, name: str, func: Callable, help: str, example: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gdlens.models import MODELS
+    from gdlens.store import FORMATS, STATUSES
+    from gdlens.tasks import TASKS
+    from gdlens.train.loop import OPTIMIZERS
+
+    parser = argparse.ArgumentParser(prog="gdlens", description="A lens on gradient descent.",
+                                     epilog="example:\n  gdlens demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = _command(sub, "demo", _demo,
+                    "train a GRU on flip-flop at a small and a large initial weight scale with the KP probe and "
+                    "compare them side by side", "gdlens demo --store gdlens-runs")
+    demo.add_argument("--store", default=DEFAULT_STORE, help=f"run store directory (default {DEFAULT_STORE})")
+    demo.add_argument("--steps", type=int, default=400, help="training steps per run (default 400)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--operators", action="store_true",
+                      help="instead: estimate trace, top eigenvalues and effective rank of an operator with a known spectrum")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    tr = _command(sub, "train", _train, "train a model on a task and record probes into the run store",
+                  "gdlens train flip_flop --model gru --hidden 64 --g 0.5 --steps 500 --kp --task-arg T=60")
+    tr.add_argument("task", choices=sorted(TASKS), metavar="TASK", help=f"one of: {', '.join(sorted(TASKS))}")
+    tr.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="task generator argument (repeatable), e.g. --task-arg T=60 --task-arg bits=2")
+    tr.add_argument("--model", choices=MODELS, default="gru", help=f"one of: {', '.join(MODELS)} (default gru)")
+    tr.add_argument("--hidden", type=int, default=64, help="hidden size / width (default 64)")
+    tr.add_argument("--g", type=float, default=1.0, help="initial recurrent weight scale (MLP: init scale)")
+    tr.add_argument("--nonlinearity", choices=("tanh", "relu", "linear"), default="tanh", help="for --model rnn")
+    tr.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--weight-decay", type=float, default=0.0)
+    tr.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"))
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--batch-size", type=int, default=None, help="default: full batch")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--kp", action="store_true", help="record the KP probe (effective ranks of K, P, G)")
+    tr.add_argument("--store", default=DEFAULT_STORE)
+    tr.add_argument("--name", default=None)
+    tr.add_argument("--no-progress", action="store_true")
+
+    runs = _command(sub, "runs", _runs, "list the runs of a store", "gdlens runs --store gdlens-runs --status completed")
+    runs.add_argument("--store", default=DEFAULT_STORE)
+    runs.add_argument("--status", choices=STATUSES, default=None)
+
+    show = _command(sub, "show", _show, "show a run's config, summary and recorded metrics",
+                    "gdlens show 3f2a --store gdlens-runs")
+    show.add_argument("run", help="run id (or a unique prefix)")
+    show.add_argument("--store", default=DEFAULT_STORE)
+
+    export = _command(sub, "export", _export, "export a run's metrics to CSV, Parquet or TensorBoard",
+                      "gdlens export 3f2a --format parquet -o metrics.parquet")
+    export.add_argument("run", help="run id (or a unique prefix)")
+    export.add_argument("--format", choices=FORMATS, default="csv")
+    export.add_argument("-o", "--output", default=None, help="file (csv, parquet) or directory (tensorboard)")
+    export.add_argument("--store", default=DEFAULT_STORE)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from gdlens.store import StoreError
+
+    try:
+        return args.func(args)
+    except (StoreError, KeyError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"gdlens {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

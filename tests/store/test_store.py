@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from gdlens.store import canonical_config, open_store
+import json
+
+from gdlens.store import StoreError, canonical_config, export_run, open_store
 
 
 def test_round_trip_of_metrics_arrays_checkpoints_and_summary(tmp_path):
@@ -149,8 +151,56 @@ def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="status must be one of"):
         store.runs(status="done")
     (tmp_path / "file").write_text("x")
-    with pytest.raises(ValueError, match="not a directory"):
+    with pytest.raises(StoreError, match="not a directory"):
         open_store(tmp_path / "file")
+
+
+def test_foreign_or_corrupt_database_gives_a_clear_error(tmp_path):
+    (tmp_path / "store.sqlite").write_bytes(b"this is not a database, just some text " * 100)
+    with pytest.raises(StoreError, match="cannot be used as a gdlens store"):
+        open_store(tmp_path).runs()
+
+
+def test_a_store_path_that_cannot_be_created(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(StoreError, match="cannot create the store directory"):
+        open_store(tmp_path / "plain" / "runs")
+
+
+def test_run_lookup_by_unique_prefix(tmp_path):
+    store = open_store(tmp_path)
+    store.create_run({}, run_id="abc123")
+    store.create_run({}, run_id="abd456")
+    assert store.run("abc").id == "abc123"
+    with pytest.raises(KeyError, match="ambiguous"):
+        store.run("ab")
+    with pytest.raises(KeyError, match="no run"):
+        store.run("x_%")
+
+
+def test_exporters(tmp_path):
+    import pandas as pd
+
+    store = open_store(tmp_path / "store")
+    run = store.create_run({"lr": 0.5})
+    for step in range(3):
+        run.log(step, loss=3.0 - step, acc=step / 2)
+    run.finish({"best": 1.0})
+    written = export_run(run, tmp_path / "out" / "m.csv", "csv")
+    frame = pd.read_csv(written[0])
+    assert list(frame.columns) == ["step", "name", "value"] and len(frame) == 6
+    assert json.loads(written[1].read_text())["config"] == {"lr": 0.5}
+    parquet = export_run(run, tmp_path / "out" / "m.parquet", "parquet")[0]
+    assert pd.read_parquet(parquet).equals(frame)
+    events = export_run(run, tmp_path / "tb", "tensorboard")
+    assert events
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("loss")] == [3.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="allowed: csv, parquet, tensorboard"):
+        export_run(run, tmp_path / "x", "hdf5")
 
 
 def test_checkpoints_are_never_unpickled(tmp_path):

@@ -79,12 +79,28 @@ def test_resume_continues_an_interrupted_run_with_the_same_batches(tmp_path):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-6)
 
 
-def test_divergence_marks_the_run_failed(tmp_path):
-    with pytest.raises(FloatingPointError, match="became"):
-        gd.train(small_rnn(), flip_flop_task(), optimizer="sgd", lr=1e6, steps=50, batch_size=8, store=tmp_path,
-                 progress=False, probes=[])
+def test_divergence_stops_the_run_and_marks_it_diverged(tmp_path):
+    result = gd.train(small_rnn(), flip_flop_task(), optimizer="sgd", lr=1e6, steps=50, batch_size=8, store=tmp_path,
+                      progress=False, probes=[ParameterNormProbe(schedule=1)])
+    at = result.summary["diverged_at"]
+    assert isinstance(at, int) and 0 < at < 50
+    assert np.all(np.isfinite(result.losses[:at])) and np.all(np.isnan(result.losses[at:]))
     (record,) = gd.open_store(tmp_path).runs(as_frame=False)
-    assert record["status"] == "failed" and "FloatingPointError" in record["error"]
+    assert record["status"] == "diverged" and f"at step {at}" in record["error"]
+    assert record["summary"]["diverged_at"] == at
+    stored = result.run.metrics(wide=True)
+    assert stored["train_step/loss"].dropna().index.max() == at - 1  # everything before is kept
+    assert stored["param_norm/total"].dropna().index.max() == at
+
+
+def test_same_seed_gives_identical_metrics():
+    runs = [gd.train(small_rnn(), flip_flop_task(), steps=15, lr=1e-2, batch_size=8, seed=3, progress=False) for _ in range(2)]
+    assert np.array_equal(runs[0].losses, runs[1].losses)
+    for name in runs[0].history:
+        a, b = (np.array([v for _, v in r.history[name]], dtype=float) for r in runs)
+        assert np.array_equal(a, b, equal_nan=True), name
+    other = gd.train(small_rnn(), flip_flop_task(), steps=15, lr=1e-2, batch_size=8, seed=4, progress=False)
+    assert not np.array_equal(runs[0].losses, other.losses)
 
 
 def test_recorder_in_a_users_own_loop(tmp_path):

@@ -3,7 +3,9 @@
 from gdlens.models.base import Params, StateSpaceModel
 from gdlens.models.gru import GRU
 from gdlens.models.lstm import LSTM
+from gdlens.models.mlp import MLP
 from gdlens.models.neural_ode import NeuralODE
+from gdlens.models.registry import MODELS, build
 from gdlens.models.residual import ResidualStack
 from gdlens.models.rnn import RNN
 from gdlens.models.stacked import StackedRNN
@@ -19,4 +21,7 @@ __all__ = [
     "ResidualStack",
     "StackedRNN",
     "from_torch",
+    "MLP",
+    "MODELS",
+    "build",
 ]

@@ -12,7 +12,12 @@ import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["SCHEMA_VERSION", "connect"]
+__all__ = ["SCHEMA_VERSION", "StoreError", "connect"]
+
+
+class StoreError(RuntimeError):
+    """The store directory holds something that is not a gdlens store (a foreign or corrupt
+    database file, an unwritable location)."""
 
 SCHEMA_VERSION = 1
 
@@ -21,7 +26,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     name TEXT,
-    status TEXT NOT NULL,            -- running | completed | interrupted | failed
+    status TEXT NOT NULL,            -- running | completed | interrupted | failed | diverged
     config TEXT NOT NULL,            -- JSON
     summary TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL,
@@ -65,6 +70,18 @@ def connect(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
     ``synchronous=NORMAL`` in WAL mode never corrupts the database; a power loss may drop the
     last transactions, a killed process never does.
     """
+    try:
+        return _open(path, timeout)
+    except sqlite3.DatabaseError as err:  # includes "file is not a database", "disk I/O error"
+        raise StoreError(
+            f"{path} cannot be used as a gdlens store database: {err}. Point gdlens at a new directory, "
+            f"or move the file away"
+        ) from err
+    except sqlite3.OperationalError as err:  # pragma: no cover - read-only media and the like
+        raise StoreError(f"{path} cannot be opened for writing: {err}") from err
+
+
+def _open(path: Path, timeout: float) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gdlens.store.database import connect, this_process, transaction
+from gdlens.store.database import StoreError, connect, this_process, transaction
 
 __all__ = ["Store", "Run", "open_store", "canonical_config"]
 
-STATUSES = ("running", "completed", "interrupted", "failed")
+STATUSES = ("running", "completed", "interrupted", "failed", "diverged")
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,8 +92,13 @@ class Store:
     def __init__(self, path: str | os.PathLike, stale_after: float = 600.0) -> None:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise ValueError(f"{self.path} exists and is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
+            raise StoreError(f"{self.path} exists and is not a directory: a store is a directory")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"cannot create the store directory {self.path}: {err.strerror}") from err
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise StoreError(f"the store directory {self.path} is not writable")
         self.stale_after = stale_after
         self._con = None
         self._pid = -1
@@ -130,10 +135,17 @@ class Store:
         return Run(self, run_id)
 
     def run(self, run_id: str) -> Run:
-        """The handle of an existing run (KeyError if there is none)."""
-        if self.con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
-        return Run(self, run_id)
+        """The handle of an existing run, by id or by a unique prefix of its id (KeyError if
+        there is none or the prefix is ambiguous)."""
+        if self.con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None:
+            return Run(self, run_id)
+        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self.con.execute("SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\'", (escaped + "%",)).fetchall()
+        if len(rows) == 1:
+            return Run(self, rows[0][0])
+        if rows:
+            raise KeyError(f"run id prefix {run_id!r} is ambiguous in {self.path}: {sorted(r[0] for r in rows)}")
+        raise KeyError(f"no run {run_id!r} in {self.path}")
 
     def resume(self, run_id: str) -> Run:
         """Reopen an interrupted (or failed) run for writing: status back to ``running``,
@@ -362,6 +374,11 @@ class Run:
 
     def interrupt(self) -> None:
         self._set_status("interrupted")
+
+    def diverge(self, step: int, value: float) -> None:
+        """Mark the run diverged: its loss became ``value`` (NaN or infinite) at ``step``."""
+        self.update_summary(diverged_at=int(step))
+        self._set_status("diverged", f"the training loss became {value} at step {step}")
 
     def __enter__(self) -> Run:
         return self

@@ -184,8 +184,9 @@ def train(
         progress: show a progress bar (step, loss, rate).
 
     Returns:
-        :class:`TrainResult`. A run that raises is marked failed (interrupted on Ctrl-C) and
-        keeps everything recorded so far.
+        :class:`TrainResult`. A loss that becomes NaN or infinite stops training: the run is
+        marked ``diverged`` (``summary["diverged_at"]`` is the step) and keeps everything
+        recorded before. A run that raises is marked failed (interrupted on Ctrl-C).
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
@@ -227,6 +228,7 @@ def train(
             losses[old[0][keep]] = old[1][keep]
     bar = _progress(steps, start, progress)
     pending: list[tuple[int, float]] = []
+    diverged: tuple[int, float] | None = None
     t_start = time.perf_counter()
 
     def flush() -> None:
@@ -256,7 +258,8 @@ def train(
             loss = loss_fn(model)
             value = float(loss.detach())
             if not math.isfinite(value):
-                raise FloatingPointError(f"the training loss became {value} at step {step}")
+                diverged = (step, value)
+                break
             loss.backward()
             opt.step()
             losses[step] = value
@@ -286,9 +289,19 @@ def train(
         "probe_seconds": recorder.total_seconds,
         "recording_overhead": recorder.total_seconds / max(seconds - recorder.total_seconds, 1e-12),
         "final_train_loss": float(losses[-1]) if steps else float("nan"),
+        "diverged_at": None,
     }
     summary.update({k: v for k, v in ((n, recorder.last(n)) for n in recorder.history) if isinstance(v, float)})
+    if diverged is not None:
+        summary["diverged_at"] = diverged[0]
+        if bar is not None:
+            bar.write(f"stopped: the training loss became {diverged[1]} at step {diverged[0]}")
     if run is not None:
-        checkpoint(steps)
-        run.finish(summary)
+        flush()
+        if diverged is not None:
+            run.update_summary(summary)
+            run.diverge(*diverged)
+        else:
+            checkpoint(steps)
+            run.finish(summary)
     return TrainResult(model, recorder, run, losses, summary)
