@@ -30,6 +30,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/operators.py
+	$(BIN)/python bench/kp.py
+	$(BIN)/python bench/tasks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
