@@ -154,3 +154,55 @@ def test_bad_arguments():
         gd.train(small_rnn(), data, batch_size=9, steps=1, progress=False)
     with pytest.raises(ValueError, match="schedule must be"):
         MetricsProbe(schedule="often")
+
+
+_KILLED_TRAINING = """
+import sys, time, torch
+import gdlens as gd
+from gdlens.probes import ParameterNormProbe, Schedule
+
+class Announce:
+    name, schedule = "announce", Schedule(every=1)
+    def compute(self, ctx):
+        if ctx.step == 33:
+            print("ready", flush=True)
+            time.sleep(60)
+        return {}
+
+torch.manual_seed(0)
+model = gd.models.RNN(3, 8, 3)
+task = gd.tasks.get("flip_flop", T=12, bits=3, pulse_prob=0.2)
+gd.train(model, task, steps=60, lr=1e-2, batch_size=8, store=sys.argv[1], checkpoint_every=10, progress=False,
+         probes=[ParameterNormProbe(schedule=Schedule(every=5)), Announce()])
+"""
+
+
+def test_sigkilled_training_keeps_what_it_flushed_and_resumes_to_the_same_result(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_TRAINING, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.stdout.readline().strip() == "ready"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = gd.open_store(tmp_path)
+    (record,) = store.runs(as_frame=False)
+    assert record["status"] == "interrupted"
+    stored = store.metrics(record["id"], wide=True)
+    # flushed at every probe step: the norms up to step 30 and every loss before step 30 are there
+    assert list(stored["param_norm/total"].dropna().index) == [0, 5, 10, 15, 20, 25, 30]
+    assert set(range(30)) <= set(stored["train_step/loss"].dropna().index)
+    assert store.run(record["id"]).latest_checkpoint()[0] == 30
+
+    task = flip_flop_task()
+    resumed = gd.train(small_rnn(seed=9), task, steps=60, lr=1e-2, batch_size=8, store=store, resume=record["id"],
+                       progress=False, probes=[ParameterNormProbe(schedule=Schedule(every=5))])
+    reference = gd.train(small_rnn(), task, steps=60, lr=1e-2, batch_size=8, progress=False, probes=[])
+    assert store.run(record["id"]).status == "completed"
+    assert np.allclose(resumed.losses, reference.losses, rtol=1e-5, atol=1e-6)
+    final = store.metrics(record["id"], wide=True)["param_norm/total"].dropna()
+    ref_norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in reference.model.parameters())))
+    assert final.index[-1] == 60 and abs(final.iloc[-1] - ref_norm) < 1e-4 * ref_norm

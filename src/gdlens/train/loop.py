@@ -250,7 +250,8 @@ def train(
             def loss_fn(m: nn.Module, batch: TaskData = batch) -> torch.Tensor:
                 return batch.loss_value(forward(m, batch.x)[0])
 
-            recorder.step(step, model=model, batch=batch, eval_data=batches.eval_data, optimizer=opt, loss_fn=loss_fn)
+            if recorder.step(step, model=model, batch=batch, eval_data=batches.eval_data, optimizer=opt, loss_fn=loss_fn):
+                flush()  # whatever a probe step records, the losses before it are on disk too
             if step == steps:
                 break
             model.train()
