@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/operators.py
 	$(BIN)/python bench/kp.py
 	$(BIN)/python bench/tasks.py
+	$(BIN)/python bench/recording.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
