@@ -32,14 +32,17 @@ def _randomise(model: torch.nn.Module, gen: torch.Generator, scale: float = 0.5)
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
 
 
-def make_case(kind: str, learn_z0: bool = False, seed: int = 0, B: int = 2, T: int = 4, H: int = 3) -> Case:
+def make_case(
+    kind: str, learn_z0: bool = False, seed: int = 0, B: int = 2, T: int = 4, H: int = 3, bias: bool = True
+) -> Case:
     """A small problem for model ``kind``: ``"rnn-tanh"``, ``"rnn-relu"``, ``"rnn-linear"``,
     ``"rnn-tanh-nobias"``, ``"gru"``, ``"lstm"``, ``"ode"``, ``"stacked-lstm"``, ``"resnet"``,
     ``"resnet-wide"`` (residual stacks of depth T with x (B, I) and y (B, 1, O)).
 
     With learn_z0 the model's own z0 is used (a random learnable z0 parameter; the residual
     stack's embedding z0 = E x + e) and no constant z0 is passed; otherwise a random constant
-    z0 (B, H) is passed and held fixed.
+    z0 (B, H) is passed and held fixed. ``bias=False`` drops the GRU's and LSTM's biases (the
+    RNN's through the ``"nobias"`` kinds).
     """
     I, O = 2, 2
     gen = torch.Generator().manual_seed(seed)
@@ -49,9 +52,9 @@ def make_case(kind: str, learn_z0: bool = False, seed: int = 0, B: int = 2, T: i
             nonlin = kind.split("-")[1]
             model = models.RNN(I, H, O, nonlinearity=nonlin, bias="nobias" not in kind, learn_z0=learn_z0)
         elif kind == "gru":
-            model = models.GRU(I, H, O, learn_z0=learn_z0)
+            model = models.GRU(I, H, O, bias=bias, learn_z0=learn_z0)
         elif kind == "lstm":
-            model = models.LSTM(I, H, O, learn_z0=learn_z0)
+            model = models.LSTM(I, H, O, bias=bias, learn_z0=learn_z0)
         elif kind == "ode":
             model = models.NeuralODE(I, H, O, width=4, depth=2, dt=0.3, learn_z0=learn_z0)
         elif kind == "stacked-lstm":

@@ -15,13 +15,16 @@ TOL = 1e-10
 RNN_KINDS = ["rnn-tanh", "rnn-relu", "rnn-linear"]
 KINDS = RNN_KINDS + ["gru", "lstm", "ode", "stacked-lstm", "resnet", "resnet-wide"]
 CASES = [(kind, learn) for kind in KINDS for learn in (False, True)]
-# the RNN also runs with its closed forms switched off (the other models have one path)
-FAST_CASES = [(k, learn, fast) for k, learn in CASES for fast in ((True, False) if k in RNN_KINDS else (True,))]
+# the RNN, GRU and LSTM also run with their closed forms switched off (the others have one path)
+CLOSED_FORM_KINDS = RNN_KINDS + ["gru", "lstm"]
+FAST_CASES = [
+    (k, learn, fast) for k, learn in CASES for fast in ((True, False) if k in CLOSED_FORM_KINDS else (True,))
+]
 
 
 def _id(kind: str, learn_z0: bool, fast: bool | None = None) -> str:
     name = f"{kind}-{'own_z0' if learn_z0 else 'const_z0'}"
-    return name if kind not in RNN_KINDS or fast is None else f"{name}-{'fast' if fast else 'generic'}"
+    return name if kind not in CLOSED_FORM_KINDS or fast is None else f"{name}-{'fast' if fast else 'generic'}"
 
 
 IDS = [_id(*c) for c in CASES]

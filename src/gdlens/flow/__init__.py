@@ -20,6 +20,7 @@ from gdlens.flow.analysis import (
     task_interference,
     top_eigenfunctions,
 )
+from gdlens.flow.gated import GatedParameterKernel, GatedPropagator, GRUPoint, LSTMPoint
 from gdlens.flow.immediate import ImmediateJacobian, immediate_map
 from gdlens.flow.kpflow import KPFlow, StepCheck
 from gdlens.flow.losses import LossFn, check_target, cross_entropy_loss, mse_loss, resolve_loss
@@ -27,7 +28,14 @@ from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
 from gdlens.flow.parameter_operator import ParameterKernel, RNNParameterKernel
 from gdlens.flow.propagator import Propagator, RNNPropagator
 from gdlens.flow.rnn_point import RNNPoint
-from gdlens.flow.structure import check_model, is_time_invariant, rnn_closed_form_applies
+from gdlens.flow.structure import (
+    check_model,
+    closed_form_kind,
+    gru_closed_form_applies,
+    is_time_invariant,
+    lstm_closed_form_applies,
+    rnn_closed_form_applies,
+)
 
 __all__ = [
     "KPFlow",
@@ -57,4 +65,11 @@ __all__ = [
     "check_model",
     "is_time_invariant",
     "rnn_closed_form_applies",
+    "gru_closed_form_applies",
+    "lstm_closed_form_applies",
+    "closed_form_kind",
+    "GRUPoint",
+    "LSTMPoint",
+    "GatedPropagator",
+    "GatedParameterKernel",
 ]

@@ -20,13 +20,14 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
+from gdlens.flow.gated import GatedParameterKernel, GatedPropagator, GRUPoint, LSTMPoint
 from gdlens.flow.immediate import ImmediateJacobian, immediate_map
 from gdlens.flow.losses import LossFn, check_target, resolve_loss
 from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
 from gdlens.flow.parameter_operator import ParameterKernel, RNNParameterKernel
 from gdlens.flow.propagator import Propagator, RNNPropagator
 from gdlens.flow.rnn_point import RNNPoint
-from gdlens.flow.structure import check_model, is_time_invariant, rnn_closed_form_applies
+from gdlens.flow.structure import check_model, closed_form_kind, is_time_invariant
 from gdlens.operators import ComposedOperator, LinearOperator
 
 __all__ = ["KPFlow", "StepCheck"]
@@ -59,8 +60,8 @@ class KPFlow:
             ``loss(y, target) -> scalar`` that replaces the whole reduction.
         z0: a constant initial state (B, H), held fixed (its learnable counterpart, if any,
             then has a zero Jacobian); None uses ``model.initial_state(θ, x)`` as a function of θ.
-        fast: use the closed forms where the cell allows (gdlens' RNN: K and P); False forces
-            the generic JVP/VJP paths (the reference).
+        fast: use the closed forms where the cell allows (gdlens' RNN, GRU and LSTM: K, the
+            K_groups and P); False forces the generic JVP/VJP paths (the reference).
         strict: when the immediate Jacobian J_θ is identically zero (a cell that is not
             differentiable in θ: torch.round, argmax, detach, a constant output, or a fully
             dead ReLU network), raise ValueError (True) or only warn (False).
@@ -120,12 +121,14 @@ class KPFlow:
         self.target = check_target(self.loss_name, self.output, target)
         self.error, value = self._error_and_loss()
         self.loss_value = float(value)
-        self._use_rnn_forms = fast and rnn_closed_form_applies(model)
+        # "rnn", "gru", "lstm" (closed forms of K, K_groups and P) or None (generic paths)
+        self._closed_form = closed_form_kind(model) if fast else None
+        self._use_rnn_forms = self._closed_form == "rnn"
         self._jacobian = ImmediateJacobian(
             immediate_map(model, x, self.hidden, self.z0, time_invariant=is_time_invariant(model)), self.theta
         )
         self._check_jacobian(strict)
-        if self._use_rnn_forms:
+        if self._closed_form is not None:
             self._jacobian.release()  # the closed forms do not need the generic linearisation
 
     # ------------------------------------------------------------------ the trajectory
@@ -180,7 +183,10 @@ class KPFlow:
     def _check_jacobian(self, strict: bool) -> None:
         gen = torch.Generator(device=self.hidden.device).manual_seed(0)
         probe = torch.randn(self.hidden.shape, generator=gen, dtype=self.hidden.dtype, device=self.hidden.device)
-        rows = self._jacobian.vjp(probe.unsqueeze(0))
+        if self._closed_form in ("gru", "lstm"):
+            rows = GatedParameterKernel(self._gated_point, list(self.theta)).rows(probe.unsqueeze(0))
+        else:
+            rows = self._jacobian.vjp(probe.unsqueeze(0))
         if all(bool((r == 0).all()) for r in rows.values()):
             message = (
                 f"the immediate parameter Jacobian J_θ of {type(self.model).__name__} is zero for every parameter "
@@ -201,6 +207,11 @@ class KPFlow:
     def _rnn_point(self) -> RNNPoint:
         return RNNPoint.from_model(self.model, self.theta, self.x, self.hidden, self.z0)
 
+    @cached_property
+    def _gated_point(self) -> GRUPoint | LSTMPoint:
+        point_cls = GRUPoint if self._closed_form == "gru" else LSTMPoint
+        return point_cls.from_model(self.model, self.theta, self.x, self.hidden, self.z0)
+
     # ------------------------------------------------------------------ operators
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -212,6 +223,8 @@ class KPFlow:
         """``K = J_θ J_θᵀ`` on (B, T, H): symmetric PSD."""
         if self._use_rnn_forms:
             return RNNParameterKernel(self._rnn_point, None)
+        if self._closed_form is not None:
+            return GatedParameterKernel(self._gated_point, None)
         return ParameterKernel(self._jacobian, self.shape)
 
     @cached_property
@@ -219,6 +232,8 @@ class KPFlow:
         """``{name: K_name}``, one per θ tensor, ``K_name = J_name J_nameᵀ``; they sum to K."""
         if self._use_rnn_forms:
             return {n: RNNParameterKernel(self._rnn_point, [n]) for n in self.theta}
+        if self._closed_form is not None:
+            return {n: GatedParameterKernel(self._gated_point, [n]) for n in self.theta}
         return {n: ParameterKernel(self._jacobian, self.shape, [n]) for n in self.theta}
 
     @cached_property
@@ -226,6 +241,8 @@ class KPFlow:
         """``P = (I − D)⁻¹`` on (B, T, H); ``P.T`` its adjoint (the BPTT recursion)."""
         if self._use_rnn_forms:
             return RNNPropagator(self._rnn_point)
+        if self._closed_form is not None:
+            return GatedPropagator(self._gated_point)
         return Propagator(self.model, self.theta, self.x, self.hidden)
 
     @cached_property
@@ -283,5 +300,5 @@ class KPFlow:
         B, T, H = self.shape
         return (
             f"KPFlow({type(self.model).__name__}, B={B}, T={T}, H={H}, loss={self.loss_name!r}, "
-            f"L={self.loss_value:.6g}, closed_forms={self._use_rnn_forms})"
+            f"L={self.loss_value:.6g}, closed_forms={self._closed_form or False!r})"
         )

@@ -15,7 +15,15 @@ from torch import nn
 
 from gdlens.models.base import StateSpaceModel
 
-__all__ = ["REQUIRED_ATTRIBUTES", "check_model", "is_time_invariant", "rnn_closed_form_applies"]
+__all__ = [
+    "REQUIRED_ATTRIBUTES",
+    "check_model",
+    "is_time_invariant",
+    "rnn_closed_form_applies",
+    "gru_closed_form_applies",
+    "lstm_closed_form_applies",
+    "closed_form_kind",
+]
 
 #: what KPFlow reads from a model (see :class:`gdlens.models.StateSpaceModel`)
 REQUIRED_ATTRIBUTES = (
@@ -98,3 +106,45 @@ def rnn_closed_form_applies(model: object) -> bool:
         "bias",
         "z0",
     } and {"weight_hh", "weight_ih"} <= names
+
+
+def _unchanged_gated(model: object, cls: type) -> bool:
+    """``model`` is an instance of ``cls`` that overrides none of step, initial_state,
+    step_inputs, and whose θ is among weight_ih, weight_hh, bias_ih, bias_hh, z0 (with both
+    weights present)."""
+    if not isinstance(model, cls):
+        return False
+    for attr in ("step", "initial_state", "step_inputs"):
+        owner = _defining_class(model, attr)
+        if owner is None or not issubclass(cls, owner):
+            return False
+    names = set(model.state_params())
+    return names <= {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "z0"} and {"weight_ih", "weight_hh"} <= names
+
+
+def gru_closed_form_applies(model: object) -> bool:
+    """Whether ``model`` is gdlens' GRU unchanged (no override of step, initial_state,
+    step_inputs; parameters among weight_ih, weight_hh, bias_ih, bias_hh, z0), so the gated
+    closed forms of K and P (:mod:`gdlens.flow.gated`) apply."""
+    from gdlens.models.gru import GRU
+
+    return _unchanged_gated(model, GRU)
+
+
+def lstm_closed_form_applies(model: object) -> bool:
+    """As :func:`gru_closed_form_applies`, for gdlens' LSTM (state concat(h, c))."""
+    from gdlens.models.lstm import LSTM
+
+    return _unchanged_gated(model, LSTM)
+
+
+def closed_form_kind(model: object) -> str | None:
+    """``"rnn"``, ``"gru"`` or ``"lstm"``: which closed forms of K and P apply to ``model``;
+    None when only the generic JVP/VJP paths do."""
+    if rnn_closed_form_applies(model):
+        return "rnn"
+    if gru_closed_form_applies(model):
+        return "gru"
+    if lstm_closed_form_applies(model):
+        return "lstm"
+    return None
