@@ -57,11 +57,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from gdlens.flow.factors import flat_parameter_operator
 from gdlens.models.base import Params
 from gdlens.operators import LinearOperator
 
@@ -401,6 +403,35 @@ class GatedParameterKernel(LinearOperator):
         return out
 
     _rmatmat = _matmat
+
+    def _flat_rows(self, V: Tensor) -> list[Tensor]:
+        """Jᵀ v per block ((k, m, G·H) each) and for a learnable z0 ((k, S))."""
+        out = [self._block_rows(coef, U, V) for coef, U, _ in self._blocks]
+        if self._with_z0:
+            out.append(self._z0_rows(V))
+        return out
+
+    def _flat_apply(self, pieces: Sequence[Tensor]) -> Tensor:
+        """J dθ for the pieces laid out as in :meth:`_flat_rows`."""
+        pieces = list(pieces)
+        k = pieces[0].shape[0]
+        B, T, S = self.shape_out
+        out = torch.zeros(k, B, T, S, dtype=self.dtype, device=self.device)
+        for coef, U, _ in self._blocks:
+            back = (U @ pieces.pop(0)).reshape(k, B, T, -1)
+            out = out + self.point.lower(coef, back)
+        if self._with_z0:
+            out[:, :, 0] += self.point.d(0, pieces.pop(0).unsqueeze(1).expand(k, B, S))
+        return out
+
+    @cached_property
+    def gram_factor(self) -> LinearOperator | None:  # type: ignore[override]
+        """J_S on the flattened parameters (K_S = J_S J_Sᵀ); None when S selects nothing."""
+        width = self.point.weight_hh.shape[0]
+        shapes = [(U.shape[-1], width) for _, U, _ in self._blocks] + ([(self.shape_out[-1],)] if self._with_z0 else [])
+        if not shapes:
+            return None
+        return flat_parameter_operator(self._flat_rows, self._flat_apply, shapes, self.shape_out, self.dtype, self.device)
 
     def rows(self, V: Tensor) -> dict[str, Tensor]:
         """``J_Sᵀ v`` for each of the k rows of V (k, B, T, S): {name: (k, *θ[name].shape)}

@@ -248,7 +248,11 @@ class KPFlow:
     @cached_property
     def G(self) -> LinearOperator:  # noqa: N802
         """``G = P K Pᵀ = (dz/dθ)(dz/dθ)ᵀ`` on (B, T, H): symmetric PSD."""
-        return ComposedOperator([self.P, self.K, self.P.T], is_symmetric=True)
+        G = ComposedOperator([self.P, self.K, self.P.T], is_symmetric=True)
+        J = self.K.gram_factor
+        if J is not None:  # G = (P J)(P J)ᵀ: spectral routines may work in parameter space
+            G.gram_factor = self.P @ J
+        return G
 
     @cached_property
     def C(self) -> LinearOperator:  # noqa: N802

@@ -21,10 +21,12 @@ Two implementations:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
+from gdlens.flow.factors import flat_parameter_operator
 from gdlens.flow.immediate import ImmediateJacobian
 from gdlens.flow.rnn_point import RNNPoint
 from gdlens.operators import LinearOperator
@@ -56,6 +58,17 @@ class ParameterKernel(LinearOperator):
 
     _rmatmat = _matmat
 
+    @cached_property
+    def gram_factor(self) -> LinearOperator:  # type: ignore[override]
+        """J_S on the flattened parameters S (K_S = J_S J_Sᵀ)."""
+        theta = self.jacobian.theta
+        names = self.names
+        return flat_parameter_operator(
+            lambda V: [self.jacobian.vjp(V)[n] for n in names],
+            lambda pieces: self.jacobian.jvp(dict(zip(names, pieces)), names),
+            [tuple(theta[n].shape) for n in names], self.shape_out, self.dtype, self.device,
+        )
+
 
 class RNNParameterKernel(LinearOperator):
     """Closed form of ``K_S`` for gdlens' Elman RNN (see the module docstring).
@@ -86,6 +99,37 @@ class RNNParameterKernel(LinearOperator):
         # u (B, T, n_u): what the selected weights act on (their columns stacked)
         self._u = torch.cat(blocks, dim=-1) if blocks else None
         self._with_z0 = "z0" in self.names and point.z0_learnable
+
+    def _rows(self, V: Tensor) -> list[Tensor]:
+        """Jᵀ v for the stacked weight [W U b] ((k, H, n_u), if any) and for z0 ((k, H), if it
+        is learnable)."""
+        w = self.point.s * V
+        out = []
+        if self._u is not None:
+            out.append(torch.einsum("kbth,btj->khj", w, self._u))
+        if self._with_z0:
+            out.append(w[:, :, 0].sum(1) @ self.point.weight_hh)
+        return out
+
+    def _apply(self, pieces: Sequence[Tensor]) -> Tensor:
+        """J dθ for the pieces laid out as in :meth:`_rows`."""
+        s, pieces = self.point.s, list(pieces)
+        k = pieces[0].shape[0]
+        out = torch.zeros(k, *s.shape, dtype=s.dtype, device=s.device)
+        if self._u is not None:
+            out = out + s * torch.einsum("btj,khj->kbth", self._u, pieces.pop(0))
+        if self._with_z0:
+            out[:, :, 0] += s[:, 0] * (pieces.pop(0) @ self.point.weight_hh.T).unsqueeze(1)
+        return out
+
+    @cached_property
+    def gram_factor(self) -> LinearOperator | None:  # type: ignore[override]
+        """J_S on the flattened parameters (K_S = J_S J_Sᵀ); None when S selects nothing."""
+        H = self.point.s.shape[-1]
+        shapes = ([(H, self._u.shape[-1])] if self._u is not None else []) + ([(H,)] if self._with_z0 else [])
+        if not shapes:
+            return None
+        return flat_parameter_operator(self._rows, self._apply, shapes, self.shape_out, self.dtype, self.device)
 
     def _matmat(self, X: Tensor) -> Tensor:
         s = self.point.s
