@@ -140,8 +140,12 @@ def test_several_processes_write_one_store(tmp_path):
 def test_bad_input(tmp_path):
     store = open_store(tmp_path)
     run = store.create_run({"a": 1})
-    with pytest.raises(ValueError, match="invalid name"):
+    with pytest.raises(ValueError, match="invalid array name"):
         run.log_array(0, "../escape", np.zeros(2))
+    with pytest.raises(ValueError, match="invalid array name"):
+        run.log_array(0, "probe//key", np.zeros(2))
+    run.log_array(0, "probe/key", np.arange(3))
+    assert np.array_equal(run.arrays("probe/key")["probe/key"][1][0], np.arange(3))
     with pytest.raises(TypeError, match="object"):
         run.log_array(0, "objs", np.array([object()]))
     with pytest.raises(TypeError, match="not JSON-serialisable"):

@@ -206,3 +206,20 @@ def test_sigkilled_training_keeps_what_it_flushed_and_resumes_to_the_same_result
     final = store.metrics(record["id"], wide=True)["param_norm/total"].dropna()
     ref_norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in reference.model.parameters())))
     assert final.index[-1] == 60 and abs(final.iloc[-1] - ref_norm) < 1e-4 * ref_norm
+
+
+def test_recorder_stores_arrays_returned_by_probes(tmp_path):
+    class Vector:
+        name, schedule = "vec", Schedule(every=2)
+
+        def compute(self, ctx):
+            return {"weights": ctx.model.weight_hh.detach()[0], "norm": float(ctx.model.weight_hh.norm())}
+
+    model = small_rnn()
+    run = gd.open_store(tmp_path).create_run({})
+    recorder = Recorder([Vector()], run=run, total_steps=4)
+    for step in range(5):
+        recorder.step(step, model=model)
+    steps, arrays = run.arrays()["vec/weights"]
+    assert list(steps) == [0, 2, 4] and np.allclose(arrays[-1], model.weight_hh.detach()[0].numpy())
+    assert list(run.metrics(wide=True)["vec/norm"].index) == [0, 2, 4]

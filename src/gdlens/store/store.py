@@ -62,6 +62,20 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _check_array_name(name: str) -> str:
+    """Array names may be hierarchical (``"probe/key"``, stored as nested folders); every part
+    must be a valid plain name."""
+    for part in name.split("/"):
+        try:
+            _check_name(part)
+        except ValueError:
+            raise ValueError(
+                f"invalid array name {name!r}: its '/'-separated parts must be non-empty, not '.' or '..', "
+                f"and contain no '\\' or NUL"
+            ) from None
+    return name
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -313,8 +327,9 @@ class Run:
             con.execute("UPDATE runs SET heartbeat = ?, updated_at = ? WHERE id = ?", (now, now, self.id))
 
     def log_array(self, step: int, name: str, array: np.ndarray | torch.Tensor) -> None:
-        """Save an array (numpy or torch, detached to CPU) at ``step`` as an .npy file."""
-        _check_name(name)
+        """Save an array (numpy or torch, detached to CPU) at ``step`` as an .npy file; ``name``
+        may be hierarchical (``"probe/key"``)."""
+        _check_array_name(name)
         if isinstance(array, torch.Tensor):
             array = array.detach().cpu().numpy()
         array = np.asarray(array)
