@@ -1,0 +1,28 @@
+"""Sweeps: many configs of one experiment, run into a store (DESIGN §5).
+
+- :class:`SweepSpec`: a base config with grid, zip, explicit and seed axes (Python or YAML).
+- :func:`sweep`: runs what the store does not already hold — a local process pool, a
+  vectorised ensemble of MLPs (:func:`train_ensemble`), or Dask distributed.
+- :mod:`~gdlens.sweep.experiments`: built-in phase diagrams.
+"""
+
+from gdlens.sweep import experiments
+from gdlens.sweep.ensemble import ensemble_groups, train_ensemble
+from gdlens.sweep.runner import DEFAULTS, PROBES, SweepResult, build_model, normalize_config, pending, run_config, sweep
+from gdlens.sweep.spec import SweepSpec, get_path, set_path
+
+__all__ = [
+    "experiments", "SweepSpec", "SweepResult", "sweep", "run_config", "pending", "normalize_config", "build_model",
+    "train_ensemble", "ensemble_groups", "set_path", "get_path", "DEFAULTS", "PROBES",
+]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``gdlens.sweep`` is both this package and the function :func:`sweep` (DESIGN §3:
+    ``gd.sweep(spec, store=...)``), so ``gd.sweep.SweepSpec`` keeps working too."""
+
+    def __call__(self, *args, **kwargs):
+        return sweep(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

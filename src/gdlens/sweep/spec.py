@@ -1,0 +1,145 @@
+"""Sweep specifications: a base config and axes (grid, zip, explicit overrides, seeds)
+expanded into a list of full config dicts.
+
+Field names are dotted paths into the config, e.g. ``"model.hidden"`` or ``"lr"``. The
+expansion is the Cartesian product of: each grid field; each zip group (its fields vary
+together); the explicit list of overrides; and the seeds (set at ``seed_field``, default
+``"seed"``). An empty axis contributes a single "no change".
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SweepSpec", "set_path", "get_path"]
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``config[a][b][c] = value`` for ``path == "a.b.c"``, creating dicts on the way."""
+    keys = path.split(".")
+    node = config
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        elif not isinstance(child, dict):
+            raise ValueError(f"cannot set {path!r}: {key!r} holds {child!r}, not a mapping")
+        node = child
+    node[keys[-1]] = copy.deepcopy(value)
+
+
+def get_path(config: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """``config[a][b][c]`` for ``path == "a.b.c"``, or ``default`` when absent."""
+    node: Any = config
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _zip_axis(zipped: Mapping[str, Sequence[Sequence[Any]]] | Sequence[Mapping[str, Sequence[Any]]]):
+    """Zip groups as ``{"a,b": [[a1, b1], [a2, b2]]}`` or ``[{"a": [a1, a2], "b": [b1, b2]}]``;
+    yields a list of override lists per group."""
+    groups = []
+    if isinstance(zipped, Mapping):
+        for fields, rows in zipped.items():
+            names = [f.strip() for f in fields.split(",")] if isinstance(fields, str) else list(fields)
+            options = []
+            for row in rows:
+                row = list(row)
+                if len(row) != len(names):
+                    raise ValueError(f"zip group {fields!r}: row {row!r} does not have {len(names)} values")
+                options.append(dict(zip(names, row)))
+            groups.append(options)
+    else:
+        for group in zipped:
+            lengths = {len(v) for v in group.values()}
+            if len(lengths) > 1:
+                raise ValueError(f"zip group {dict(group)!r}: value lists differ in length {sorted(lengths)}")
+            n = lengths.pop() if lengths else 0
+            groups.append([{k: v[i] for k, v in group.items()} for i in range(n)])
+    return groups
+
+
+@dataclass
+class SweepSpec:
+    """A sweep: ``base`` config plus axes.
+
+    Attributes:
+        base: the config every run starts from (nested dicts).
+        grid: ``{field: [values]}``; the Cartesian product over fields.
+        zip: fields that vary together: ``{"f1,f2": [[v1, w1], [v2, w2]]}`` or a list of
+            ``{f1: [v1, v2], f2: [w1, w2]}`` groups.
+        configs: an explicit list of override dicts (``{field: value}``), crossed with the rest.
+        seeds: seeds set at ``seed_field``; an int n means ``range(n)``.
+        name: the sweep's id in the store (runs are tagged with it).
+    """
+
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    zip: Any = field(default_factory=dict)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    seeds: Sequence[int] | int | None = None
+    name: str = "sweep"
+    seed_field: str = "seed"
+
+    def __post_init__(self) -> None:
+        for key, values in self.grid.items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+                raise ValueError(f"grid field {key!r} needs a list of values, got {values!r}")
+        if isinstance(self.seeds, int):
+            self.seeds = list(range(self.seeds))
+
+    def expand(self) -> list[dict[str, Any]]:
+        """Every config of the sweep, in a deterministic order (grid, zip, overrides, seeds;
+        the last varies fastest)."""
+        axes: list[list[dict[str, Any]]] = []
+        for key, values in self.grid.items():
+            axes.append([{key: v} for v in values])
+        axes.extend(_zip_axis(self.zip) if self.zip else [])
+        if self.configs:
+            axes.append([dict(c) for c in self.configs])
+        if self.seeds is not None:
+            axes.append([{self.seed_field: int(s)} for s in self.seeds])
+        out = []
+        for combo in itertools.product(*axes):
+            config = copy.deepcopy(self.base)
+            for overrides in combo:
+                for path, value in overrides.items():
+                    set_path(config, path, value)
+            out.append(config)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.expand())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepSpec:
+        """From ``{"base": ..., "grid": ..., "zip": ..., "configs": ..., "seeds": ..., "name": ...}``."""
+        known = {"base", "grid", "zip", "configs", "seeds", "name", "seed_field"}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown sweep spec keys {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**{k: (copy.deepcopy(v) if v is not None else v) for k, v in data.items() if v is not None or k == "seeds"})
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> SweepSpec:
+        """From a YAML file (parsed with ``yaml.safe_load``), laid out as :meth:`from_dict`;
+        the sweep name defaults to the file's stem."""
+        try:
+            import yaml
+        except ImportError as err:  # pragma: no cover - pyyaml is in the analysis extra
+            raise ImportError("YAML sweep specs need pyyaml: pip install 'gdlens[analysis]'") from err
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: a sweep spec is a mapping, got {type(data).__name__}")
+        data = dict(data)
+        data.setdefault("name", os.path.splitext(os.path.basename(os.fspath(path)))[0])
+        return cls.from_dict(data)
