@@ -1,0 +1,43 @@
+"""Reports: matplotlib figures of recorded dynamics and one self-contained HTML file per run
+or sweep.
+
+    import gdlens as gd
+    gd.report(run, "run.html")                       # a Run
+    gd.report(store, "sweep.html", name="lr-grid")   # a Store (or its directory) + run id or sweep name
+    fig = gd.report.figures.kp_panel(run.metrics(wide=True))
+
+This package is callable: ``gdlens.report(...)`` is :func:`write_report`. matplotlib (the
+``report`` extra) is imported only when a figure or report is made, so ``import gdlens`` works
+without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+
+__all__ = ["write_report", "figures", "html"]
+
+
+def write_report(source, path, name=None):
+    """Write one self-contained HTML report of a run or sweep; see :func:`gdlens.report.html.write_report`."""
+    from gdlens.report.html import write_report as _write
+
+    return _write(source, path, name=name)
+
+
+def __getattr__(attr):
+    if attr in ("figures", "html"):
+        return importlib.import_module(f"{__name__}.{attr}")
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """``gdlens.report`` is both this package and the function :func:`write_report`."""
+
+    def __call__(self, source, path, name=None):
+        return write_report(source, path, name=name)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,378 @@
+"""Figures of recorded training dynamics, one matplotlib :class:`~matplotlib.figure.Figure` each.
+
+Every function takes plain data (a wide metrics DataFrame indexed by step, as
+``Run.metrics(wide=True)`` returns, or numpy arrays), never the store, and returns a Figure
+usable in a notebook, or ``None`` when the data it needs is absent (optional columns that are
+missing are skipped). Figures are built with :class:`matplotlib.figure.Figure` directly, not
+through ``pyplot``: nothing is registered with a GUI backend, nothing is shown, and a figure
+that is dropped is garbage-collected.
+
+Step axes: training steps span decades, so curves use a log-like step axis. Step 0 (the
+initial state) is kept on the axis with a *symlog* scale that is linear on ``[0, 1]`` and
+logarithmic beyond (``linthresh=1``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+__all__ = [
+    "loss_accuracy",
+    "kp_panel",
+    "sharpness_panel",
+    "frequency_heatmap",
+    "condensation_matrix",
+    "orientation_scatter",
+    "cka_matrix",
+    "phase_diagram",
+    "metric_group",
+    "spectral_order",
+]
+
+_RANK_COLORS = {"K": "tab:blue", "P": "tab:orange", "G": "tab:green"}
+
+
+def _columns(metrics, pattern: str) -> list[str]:
+    if metrics is None or len(getattr(metrics, "columns", ())) == 0:
+        return []
+    rx = re.compile(pattern)
+    return [c for c in metrics.columns if rx.fullmatch(str(c))]
+
+
+def _series(metrics, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Finite (step, value) points of one column."""
+    s = metrics[column]
+    steps = np.asarray(s.index, dtype=float)
+    values = np.asarray(s.to_numpy(), dtype=float)
+    keep = np.isfinite(values)
+    return steps[keep], values[keep]
+
+
+def _step_axis(ax) -> None:
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("step")
+
+
+def _mark_clocks(ax, clocks: Mapping[str, float] | None, label: bool) -> None:
+    for i, (name, step) in enumerate((clocks or {}).items()):
+        if step is None or not math.isfinite(float(step)):
+            continue
+        ax.axvline(float(step), color=f"C{(i + 5) % 10}", ls="--", lw=1, label=f"clock {name}" if label else None)
+
+
+def _short(column: str, prefix: str) -> str:
+    return column[len(prefix):] if column.startswith(prefix) else column
+
+
+def loss_accuracy(metrics, clocks: Mapping[str, float] | None = None) -> Figure | None:
+    """Loss (log y) and, when recorded, accuracy against step (symlog x, step 0 kept).
+
+    Loss columns are those ending in ``/loss`` (``metrics/train/loss``, ``metrics/test/loss``,
+    ``train_step/loss``); accuracy columns end in ``/accuracy``. ``clocks`` maps a label to a
+    step (e.g. a grokking or phase-transition step) marked by a dashed vertical line on every
+    panel. ``None`` when no loss or accuracy column exists."""
+    loss = _columns(metrics, r".*/loss")
+    acc = _columns(metrics, r".*/accuracy")
+    if not loss and not acc:
+        return None
+    panels = [p for p in ((loss, "loss"), (acc, "accuracy")) if p[0]]
+    fig = Figure(figsize=(5.5 * len(panels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (cols, what) in zip(axes, panels):
+        for col in cols:
+            steps, values = _series(metrics, col)
+            if len(steps):
+                ax.plot(steps, values, lw=1.0 if col.startswith("train_step/") else 1.6,
+                        alpha=0.5 if col.startswith("train_step/") else 1.0, label=col)
+        _step_axis(ax)
+        if what == "loss" and all(np.all(_series(metrics, c)[1] > 0) for c in cols):
+            ax.set_yscale("log")
+        _mark_clocks(ax, clocks, label=ax is axes[0])
+        ax.set_ylabel(what)
+        ax.set_title(what)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _eig_columns(metrics) -> list[str]:
+    cols = _columns(metrics, r"kp/eig_G_(\d+)")
+    return sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1]))
+
+
+def kp_panel(metrics, steps: Sequence[int] | None = None) -> Figure | None:
+    """The KP decomposition over training: effective ranks of K, P and G (``kp/rank_*``, with
+    ±1 standard-error bands from ``kp/rank_*_se`` when recorded), the top eigenvalues of G over
+    training (``kp/eig_G_<i>``), G's spectrum at chosen ``steps`` (default: first, middle and
+    last recorded step) and the misdirection (``kp/misdirection``). Panels without data are
+    left out; ``None`` when there is no ``kp/`` column at all."""
+    ranks = [n for n in "KPG" if f"kp/rank_{n}" in getattr(metrics, "columns", ())]
+    eigs = _eig_columns(metrics)
+    misdir = "kp/misdirection" in getattr(metrics, "columns", ())
+    panels = []
+    if ranks:
+        panels.append("ranks")
+    if eigs:
+        panels += ["eig_steps", "spectrum"]
+    if misdir:
+        panels.append("misdirection")
+    if not panels:
+        return None
+    ncols = min(len(panels), 2)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[len(panels):]:
+        ax.remove()
+    for ax, panel in zip(axes, panels):
+        if panel == "ranks":
+            for n in ranks:
+                s, v = _series(metrics, f"kp/rank_{n}")
+                ax.plot(s, v, marker="o", ms=3, color=_RANK_COLORS[n], label=f"rank {n}")
+                se_col = f"kp/rank_{n}_se"
+                if se_col in metrics.columns:
+                    se = metrics[se_col].reindex(s).to_numpy(dtype=float)
+                    ok = np.isfinite(se)
+                    if ok.any():
+                        ax.fill_between(s[ok], (v - se)[ok], (v + se)[ok], color=_RANK_COLORS[n], alpha=0.25)
+            ax.set_yscale("log")
+            ax.set_title("effective ranks of K, P, G")
+            ax.set_ylabel("effective rank")
+            _step_axis(ax)
+            ax.legend(fontsize=7)
+        elif panel == "eig_steps":
+            for i, col in enumerate(eigs):
+                s, v = _series(metrics, col)
+                ax.plot(s, v, color=f"C{i % 10}", label=col.rsplit("/", 1)[1])
+            if all(np.all(_series(metrics, c)[1] > 0) for c in eigs):
+                ax.set_yscale("log")
+            ax.set_title("top eigenvalues of G")
+            _step_axis(ax)
+            ax.legend(fontsize=7, ncol=2)
+        elif panel == "spectrum":
+            table = metrics[eigs].dropna(how="all")
+            chosen = list(steps) if steps is not None else sorted({table.index[0], table.index[len(table) // 2],
+                                                                   table.index[-1]})
+            idx = np.arange(1, len(eigs) + 1)
+            for j, st in enumerate(chosen):
+                if st not in table.index:
+                    continue
+                ax.plot(idx, table.loc[st].to_numpy(dtype=float), marker="o", ms=3, color=f"C{j % 10}",
+                        label=f"step {st}")
+            ax.set_xlabel("index i")
+            ax.set_ylabel("eigenvalue of G")
+            ax.set_title("spectrum of G at chosen steps")
+            ax.legend(fontsize=7)
+        else:
+            s, v = _series(metrics, "kp/misdirection")
+            ax.plot(s, v, marker="o", ms=3, color="tab:red")
+            ax.set_title("misdirection")
+            _step_axis(ax)
+    return fig
+
+
+def sharpness_panel(metrics, lr: float | None = None, threshold: float | None = None) -> Figure | None:
+    """Sharpness (every ``sharpness/*`` column that is not a threshold, a standard error or a
+    ``*warning*`` flag: ``lambda_max``, ``directional_curvature``, ...) against its stability
+    threshold(s): the ``sharpness/*threshold*`` columns (``threshold``, ``precond_threshold``)
+    when recorded, else ``threshold``, else ``2 / lr`` (gradient descent's edge of stability).
+    ``None`` without sharpness columns."""
+    cols = _columns(metrics, r"sharpness/.*")
+    thr_cols = [c for c in cols if "threshold" in c]
+    cols = [c for c in cols if c not in thr_cols and not c.endswith("_se") and "warning" not in c]
+    if not cols:
+        return None
+    fig = Figure(figsize=(6.0, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for col in cols:
+        s, v = _series(metrics, col)
+        ax.plot(s, v, marker="o", ms=2, label=col)
+    for col in thr_cols:
+        s, v = _series(metrics, col)
+        ax.plot(s, v, ls="--", color="k", label=col)
+    if not thr_cols:
+        if threshold is None and lr:
+            threshold = 2.0 / float(lr)
+        if threshold is not None:
+            ax.axhline(threshold, ls="--", color="k", label=f"stability threshold {threshold:.4g}")
+    _step_axis(ax)
+    ax.set_ylabel("sharpness")
+    ax.set_title("sharpness vs stability threshold")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def frequency_heatmap(metrics) -> Figure | None:
+    """Frequency principle: relative error per frequency (``frequency/err_k<idx>``) over steps
+    as a heat map (log colour scale when all errors are positive); frequencies sorted by
+    index, recorded steps evenly spaced on the x axis. ``None`` without such columns."""
+    cols = _columns(metrics, r"frequency/err_k(\d+)")
+    if not cols:
+        return None
+    cols.sort(key=lambda c: int(re.search(r"(\d+)$", c).group(1)))
+    table = metrics[cols].dropna(how="all")
+    if table.empty:
+        return None
+    data = table.to_numpy(dtype=float).T
+    fig = Figure(figsize=(6.5, 3.8), layout="constrained")
+    ax = fig.subplots()
+    norm = None
+    finite = data[np.isfinite(data)]
+    if finite.size and np.all(finite > 0):
+        from matplotlib.colors import LogNorm
+
+        norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.0001))
+    im = ax.imshow(data, aspect="auto", origin="lower", cmap="viridis", norm=norm, interpolation="nearest")
+    ks = [re.search(r"(\d+)$", c).group(1) for c in cols]
+    ax.set_yticks(range(len(cols)), ks)
+    ticks = np.unique(np.linspace(0, len(table) - 1, min(len(table), 8)).round().astype(int))
+    ax.set_xticks(ticks, [str(table.index[t]) for t in ticks])
+    ax.set_xlabel("step")
+    ax.set_ylabel("frequency index k")
+    ax.set_title("relative error per frequency")
+    fig.colorbar(im, ax=ax, label="relative error")
+    return fig
+
+
+def spectral_order(similarity: np.ndarray) -> np.ndarray:
+    """Order of neurons by orientation estimated from a cosine-similarity matrix alone: the
+    angle ``atan2(v2, v1)`` of each neuron in the plane of the matrix's top two eigenvectors
+    (for neurons on a circle of input directions this recovers their angular order)."""
+    S = np.nan_to_num(np.asarray(similarity, dtype=float))
+    if S.shape[0] < 2:
+        return np.arange(S.shape[0])
+    vals, vecs = np.linalg.eigh((S + S.T) / 2)
+    top = vecs[:, np.argsort(vals)[::-1][:2]]
+    return np.argsort(np.arctan2(top[:, 1], top[:, 0]), kind="stable")
+
+
+def condensation_matrix(similarity, angles=None, title: str = "cosine similarity of neurons") -> Figure | None:
+    """Cosine-similarity matrix of neurons (``(m, m)``, values in [-1, 1]) with neurons
+    ordered by orientation: by ``angles`` (one per neuron, e.g. input-weight angles) when
+    given, else by :func:`spectral_order`. Condensed neurons show as constant blocks."""
+    if similarity is None:
+        return None
+    S = np.asarray(similarity, dtype=float)
+    if S.ndim != 2 or S.shape[0] != S.shape[1] or S.shape[0] == 0:
+        raise ValueError(f"similarity must be a square (m, m) matrix, got shape {S.shape}")
+    order = np.argsort(np.asarray(angles, dtype=float), kind="stable") if angles is not None else spectral_order(S)
+    fig = Figure(figsize=(5.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(S[np.ix_(order, order)], cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xlabel("neuron (ordered by orientation)")
+    ax.set_ylabel("neuron (ordered by orientation)")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="cosine similarity")
+    return fig
+
+
+def orientation_scatter(snapshots: Mapping[int, tuple[Any, Any]]) -> Figure | None:
+    """Orientation/amplitude scatter at chosen steps: ``snapshots`` maps a step to
+    ``(orientation, amplitude)`` arrays (one entry per neuron; orientation in radians). One
+    panel per step, sharing axes. ``None`` when empty."""
+    if not snapshots:
+        return None
+    n = len(snapshots)
+    fig = Figure(figsize=(min(3.6 * n, 14), 3.4), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False, sharex=True, sharey=True)[0]
+    for ax, (step, (theta, amp)) in zip(axes, snapshots.items()):
+        ax.scatter(np.asarray(theta, dtype=float), np.asarray(amp, dtype=float), s=8)
+        ax.set_title(f"step {step}")
+        ax.set_xlabel("orientation (rad)")
+    axes[0].set_ylabel("amplitude")
+    return fig
+
+
+def cka_matrix(matrix, labels: Sequence[str] | None = None, title: str = "CKA") -> Figure | None:
+    """A CKA (or any similarity in [0, 1]) matrix between layers or checkpoints, annotated
+    with its values when small enough to read."""
+    if matrix is None:
+        return None
+    M = np.asarray(matrix, dtype=float)
+    if M.ndim != 2 or M.size == 0:
+        raise ValueError(f"matrix must be 2-D and non-empty, got shape {M.shape}")
+    fig = Figure(figsize=(4.8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(M, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(M.shape[1]))
+    ax.set_yticks(range(M.shape[0]))
+    if labels is not None:
+        labels = [str(lab) for lab in labels]
+        if len(labels) == M.shape[0]:
+            ax.set_yticks(range(M.shape[0]), labels)
+        if len(labels) == M.shape[1]:
+            ax.set_xticks(range(M.shape[1]), labels, rotation=45, ha="right")
+    if M.shape[0] * M.shape[1] <= 100:
+        for (i, j), v in np.ndenumerate(M):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 0.6 else "black")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="CKA")
+    return fig
+
+
+def phase_diagram(frame, x: str, y: str, value: str, log: bool = False) -> Figure | None:
+    """Phase diagram of a sweep: a colour map of ``value`` over the swept axes ``x`` and ``y``
+    (columns of ``frame``, e.g. ``Store.runs()``'s ``config.lr`` and ``summary.final_train_loss``).
+    Repeated (x, y) cells (seeds) are averaged; cells without runs stay blank. Axes are
+    categorical (one cell per swept value, sorted). ``log`` colours on a log scale."""
+    for col in (x, y, value):
+        if col not in frame.columns:
+            return None
+    data = frame[[x, y, value]].copy()
+    data[value] = data[value].astype(float)
+    data = data.dropna(subset=[x, y])
+    if data.empty:
+        return None
+    grid = data.groupby([y, x])[value].mean().unstack(x).sort_index().sort_index(axis=1)
+    Z = grid.to_numpy(dtype=float)
+    fig = Figure(figsize=(max(4.5, 0.7 * Z.shape[1] + 2.5), max(3.5, 0.5 * Z.shape[0] + 2)), layout="constrained")
+    ax = fig.subplots()
+    norm = None
+    finite = Z[np.isfinite(Z)]
+    if log and finite.size and np.all(finite > 0):
+        from matplotlib.colors import LogNorm
+
+        norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.0001))
+    im = ax.imshow(np.ma.masked_invalid(Z), origin="lower", aspect="auto", cmap="viridis", norm=norm,
+                   interpolation="nearest")
+    ax.set_xticks(range(Z.shape[1]), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in grid.columns],
+                  rotation=45, ha="right")
+    ax.set_yticks(range(Z.shape[0]), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in grid.index])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"phase diagram: {value}")
+    fig.colorbar(im, ax=ax, label=value)
+    return fig
+
+
+def metric_group(metrics, prefix: str, title: str | None = None, max_lines: int = 12) -> Figure | None:
+    """Every column under ``prefix`` (e.g. ``"param_norm/"``) against step in one panel (at most
+    ``max_lines`` columns, ``total`` first); log y when all values are positive. ``None`` when
+    no column has data."""
+    cols = [c for c in getattr(metrics, "columns", ()) if str(c).startswith(prefix)]
+    cols = [c for c in cols if len(_series(metrics, c)[0])]
+    if not cols:
+        return None
+    cols.sort(key=lambda c: (not c.endswith("/total"), c))
+    cols = cols[:max_lines]
+    fig = Figure(figsize=(6.0, 3.8), layout="constrained")
+    ax = fig.subplots()
+    positive = True
+    for col in cols:
+        s, v = _series(metrics, col)
+        positive &= bool(np.all(v > 0))
+        ax.plot(s, v, marker="o" if len(s) < 30 else None, ms=2, label=_short(col, prefix))
+    if positive:
+        ax.set_yscale("log")
+    _step_axis(ax)
+    ax.set_title(title or prefix.rstrip("/"))
+    ax.legend(fontsize=7, ncol=2 if len(cols) > 6 else 1)
+    return fig

@@ -1,0 +1,102 @@
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+
+import gdlens as gd
+import gdlens.report
+from gdlens.report.html import format_value, write_report
+
+
+def figure_ids(text):
+    return re.findall(r"<img id='(fig-[^']+)'", text)
+
+
+def check_images(text):
+    """Every embedded figure decodes as a PNG that is not blank."""
+    import matplotlib.image as mpimg
+
+    uris = re.findall(r"src='data:image/png;base64,([^']+)'", text)
+    assert uris
+    for uri in uris:
+        img = mpimg.imread(io.BytesIO(base64.b64decode(uri)), format="png")
+        assert img.shape[0] > 100 and img[..., :3].std() > 0.05
+
+
+def test_run_report(tiny_run, tmp_path):
+    store, run = tiny_run
+    out = gdlens.report(run, tmp_path / "sub" / "run.html")  # the package is callable
+    text = out.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text.lower()
+    for section in ("Configuration", "Summary", "Loss and accuracy", "KP decomposition", "Param norm"):
+        assert f"<h2>{section}</h2>" in text
+    for absent in ("Sharpness", "Frequency principle", "Condensation", "Other arrays"):
+        assert f"<h2>{absent}</h2>" not in text
+    ids = figure_ids(text)
+    assert len(ids) == len(set(ids)) >= 4
+    assert text.count("<img") == len(ids) and text.count("alt='") == len(ids)
+    for key in ("final_train_loss", "kp/rank_G", "metrics/test/accuracy"):
+        assert f"<th>{key}</th><td class='num'>{format_value(run.summary[key])}</td>" in text
+    check_images(text)
+
+
+def test_store_and_prefix(tiny_run, tmp_path):
+    store, run = tiny_run
+    a = write_report(store.path, tmp_path / "a.html", name=run.id[:6]).read_text()
+    assert f"gdlens run {run.id}" in a
+    with pytest.raises(ValueError, match="name="):
+        write_report(store, tmp_path / "b.html")
+    with pytest.raises(ValueError, match="name="):
+        write_report(run, tmp_path / "b.html", name="x")
+
+
+def test_all_probe_sections(tmp_path):
+    store = gd.open_store(tmp_path / "s")
+    run = store.create_run({"lr": 0.01, "task": {"name": "synthetic"}})
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-np.pi, np.pi, 10)
+    W = np.stack([np.cos(theta), np.sin(theta)], 1)
+    for step in (0, 1, 3, 10, 30):
+        row = {"metrics/train/loss": 1 / (step + 1), "sharpness/lambda_max": 150 + step,
+               "condensation/num_clusters": 10 - step / 5, "clocks/fit": float("nan") if step < 10 else 10.0, "cka/first_last": 0.5,
+               "mystery/value": step + 1.0}
+        row.update({f"frequency/err_k{k}": np.exp(-step / (k + 1)) for k in range(1, 5)})
+        run.log(step, row)
+        run.log_array(step, "condensation.cosine_similarity", W @ W.T)
+        run.log_array(step, "condensation.orientation", theta)
+        run.log_array(step, "condensation__amplitude", np.abs(theta))
+        run.log_array(step, "cka.layers", np.eye(3))
+        run.log_array(step, "weights.readout", rng.normal(size=(3, 4)))
+    run.finish({"final_train_loss": 0.0123456789, "clocks/grok": 10})
+    text = write_report(run, tmp_path / "all.html").read_text()
+    for section in ("Sharpness", "Frequency principle", "Condensation", "CKA", "Clocks", "Mystery", "Other arrays"):
+        assert f"<h2>{section}</h2>" in text, section
+    assert "stability threshold 200" in text or "Sharpness against" in text
+    assert "<td class='num'>0.0123457</td>" in text
+    assert "<tr><th>fit</th><td class='num'>10</td></tr>" in text  # clock step from the metric
+    assert "https://" not in text and "http://" not in text
+    # condensation: similarity matrix, orientation scatter, scalars; cka: matrix + scalars
+    ids = figure_ids(text)
+    assert sum("cosine" in i or "orientation" in i or "condensation" in i for i in ids) >= 3
+    check_images(text)
+
+
+def test_sweep_report(tmp_path):
+    store = gd.open_store(tmp_path / "s")
+    for lr in (0.1, 0.01):
+        for width in (8, 16):
+            run = store.create_run({"lr": lr, "width": width, "task": "t"}, sweep="grid")
+            run.log(0, {"metrics/train/loss": lr * width})
+            run.finish({"final_train_loss": lr * width, "metrics/test/accuracy": 0.5})
+    text = gdlens.report(store, tmp_path / "sweep.html", name="grid").read_text()
+    assert "gdlens sweep grid" in text and "<h2>Phase diagrams</h2>" in text
+    assert "Swept axes: lr, width" in text and len(figure_ids(text)) == 2
+    assert "<td class='num'>1.6</td>" in text
+    check_images(text)
+
+
+def test_format_value():
+    assert format_value(0.1234567891) == "0.123457" and format_value(3) == "3" and format_value(None) == "None"
+    assert format_value(True) == "True" and format_value(float("nan")) == "nan"
