@@ -30,6 +30,10 @@ def test_train_runs_show_and_export(tmp_path):
     shown = gdlens("show", run_id[:6], "--store", store)
     assert shown.returncode == 0, shown.stderr
     assert '"T": 10' in shown.stdout and "kp/rank_G" in shown.stdout
+    page = tmp_path / "run.html"
+    reported = gdlens("report", run_id, "--store", store, "-o", str(page))
+    assert reported.returncode == 0, reported.stderr
+    assert page.exists() and "<img" in page.read_text()
     out = tmp_path / "m.csv"
     exported = gdlens("export", run_id, "--format", "csv", "-o", str(out), "--store", store)
     assert exported.returncode == 0 and out.exists()
@@ -43,6 +47,9 @@ def test_demo_main_job_prints_a_side_by_side_summary(tmp_path):
     for row in ("effective rank of K", "effective rank of P", "effective rank of G", "test accuracy"):
         assert row in done.stdout
     assert (tmp_path / "demo-runs" / "store.sqlite").exists()
+    report = re.search(r"report: (\S+\.html)", done.stdout).group(1)
+    html = open(report).read()
+    assert "<img" in html and "http://" not in html and "https://" not in html
 
 
 def test_operator_demo_prints_estimates_next_to_the_truth(capsys):
@@ -55,7 +62,7 @@ def test_operator_demo_prints_estimates_next_to_the_truth(capsys):
 def test_bad_input_lists_what_is_allowed(tmp_path):
     unknown = gdlens("train", "flipflop")
     assert unknown.returncode == 2 and "flip_flop" in unknown.stderr and "modular_addition" in unknown.stderr
-    model = gdlens("train", "flip_flop", "--model", "transformer")
+    model = gdlens("train", "flip_flop", "--model", "resnet50")
     assert model.returncode == 2 and "gru" in model.stderr and "lstm" in model.stderr
     opt = gdlens("train", "flip_flop", "--optimizer", "lbfgs")
     assert opt.returncode == 2 and "adamw" in opt.stderr
@@ -75,8 +82,29 @@ def test_bad_input_lists_what_is_allowed(tmp_path):
 
 def test_every_command_has_help_ending_with_an_example(capsys):
     parser = build_parser()
-    for command in ("demo", "train", "runs", "show", "export"):
+    for command in ("demo", "train", "runs", "show", "export", "report", "sweep"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
         out = capsys.readouterr().out.rstrip()
         assert "example:" in out and out.splitlines()[-1].strip().startswith("gdlens ")
+
+
+def test_sweep_from_a_yaml_spec_skips_what_is_done(tmp_path):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\n"
+        "base:\n"
+        "  task: {name: teacher_student, input_dim: 2, teacher_width: 3}\n"
+        "  model: {name: mlp, hidden: 8}\n"
+        "  steps: 5\n"
+        "  probes: none\n"
+        "grid:\n"
+        "  lr: [0.01, 0.001]\n"
+        "seeds: 2\n"
+    )
+    store = str(tmp_path / "runs")
+    first = gdlens("sweep", str(spec), "--store", store, "--backend", "serial")
+    assert first.returncode == 0, first.stderr
+    assert "4 ran, 0 skipped" in first.stdout
+    again = gdlens("sweep", str(spec), "--store", store, "--backend", "serial")
+    assert again.returncode == 0 and "0 ran, 4 skipped" in again.stdout

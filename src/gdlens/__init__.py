@@ -3,10 +3,12 @@
 Exact, matrix-free operators that decompose how training moves a network (the KP
 decomposition of gradient flow, arXiv 2507.06381), probes of the known phenomena of training
 dynamics, and the harness and run store that record them. Data flows one way:
-tasks → models → train (Recorder → probes → flow/operators) → store.
+tasks → models → train (Recorder → probes → flow/operators) → store → report.
+``gd.report(...)`` and ``gd.sweep(...)`` are callable packages (their main function and
+their namespace at once).
 """
 
-from gdlens import flow, models, operators, probes, store, tasks
+from gdlens import flow, models, operators, probes, report, store, sweep, tasks
 from gdlens.flow import KPFlow
 from gdlens.store import open_store
 from gdlens.train import Recorder, train
@@ -20,6 +22,8 @@ __all__ = [
     "probes",
     "tasks",
     "store",
+    "report",
+    "sweep",
     "KPFlow",
     "train",
     "Recorder",

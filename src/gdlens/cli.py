@@ -111,6 +111,26 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import gdlens as gd
+
+    output = args.output or f"{args.target}.html"
+    print(gd.report.write_report(gd.open_store(args.store), output, name=args.target))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import gdlens as gd
+
+    result = gd.sweep(args.spec, store=args.store, backend=args.backend, workers=args.workers, address=args.address,
+                      ensemble=args.ensemble)
+    print(f"sweep {result.name}: {result.ran} ran, {result.skipped} skipped, {len(result.errors)} failed "
+          f"(store {args.store})")
+    for index, error in list(result.errors.items())[:5]:
+        print(f"  config {index} failed: {error}")
+    return 0 if not result.errors else 1
+
+
 # ---------------------------------------------------------------------- parser
 def _command(sub, name: str, func: Callable, help: str, example: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
@@ -175,6 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=FORMATS, default="csv")
     export.add_argument("-o", "--output", default=None, help="file (csv, parquet) or directory (tensorboard)")
     export.add_argument("--store", default=DEFAULT_STORE)
+    rep = _command(sub, "report", _report, "write one self-contained HTML report of a run or a sweep",
+                   "gdlens report demo --store gdlens-runs -o demo.html")
+    rep.add_argument("target", metavar="RUN|SWEEP", help="run id (or unique prefix) or sweep name")
+    rep.add_argument("-o", "--output", default=None, help="HTML file (default TARGET.html)")
+    rep.add_argument("--store", default=DEFAULT_STORE)
+
+    sw = _command(sub, "sweep", _sweep, "run a sweep from a YAML spec, skipping configurations already complete",
+                  "gdlens sweep sweep.yaml --workers 2 --store gdlens-runs")
+    sw.add_argument("spec", help="YAML file: base, grid, zip, configs, seeds, name")
+    sw.add_argument("--store", default=DEFAULT_STORE)
+    sw.add_argument("--backend", choices=("local", "serial", "dask"), default="local")
+    sw.add_argument("--workers", type=int, default=2)
+    sw.add_argument("--address", default=None, help="Dask scheduler address (default: a loopback LocalCluster)")
+    sw.add_argument("--ensemble", action="store_true", help="train groups of small MLPs as one vectorised ensemble")
     return parser
 
 

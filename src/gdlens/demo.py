@@ -12,6 +12,7 @@ import torch
 from gdlens.models import GRU
 from gdlens.operators import CallableOperator, LinearOperator, effective_rank, top_eigs, trace
 from gdlens.probes import KPProbe, Schedule, default_probes
+from gdlens.report import write_report
 from gdlens.tasks import get as get_task
 from gdlens.train import TrainResult, train
 
@@ -25,10 +26,12 @@ def run_demo(
     steps: int = 400,
     seed: int = 0,
     progress: bool = True,
+    sweep: str = "demo",
 ) -> list[TrainResult]:
     """Train a GRU on 3-bit flip-flop at each initial recurrent-weight scale ``g`` (weights
     ~ N(0, g²/H)), with the KP probe on a log-spaced schedule, into ``store``; print a
-    side-by-side summary and return the results."""
+    side-by-side summary, write one HTML report of both runs (``<store>/<sweep>.html``) and
+    return the results."""
     task = get_task("flip_flop", T=40, bits=3, pulse_prob=0.1)
     results = []
     for g in scales:
@@ -38,9 +41,11 @@ def run_demo(
         print(f"GRU H={hidden}, g={g}: {steps} Adam steps on flip-flop (batch 64, T=40)")
         results.append(
             train(model, task, lr=3e-3, steps=steps, batch_size=64, probes=probes, store=store, seed=seed,
-                  name=f"demo-g{g}", config={"g": g, "hidden": hidden}, progress=progress)
+                  name=f"demo-g{g}", config={"g": g, "hidden": hidden}, sweep=sweep, progress=progress)
         )
     _print_summary(scales, results, store)
+    path = write_report(store, Path(store) / f"{sweep}.html", name=sweep)
+    print(f"report: {Path(path).resolve()}")
     return results
 
 
