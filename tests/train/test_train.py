@@ -213,7 +213,7 @@ def test_recorder_stores_arrays_returned_by_probes(tmp_path):
         name, schedule = "vec", Schedule(every=2)
 
         def compute(self, ctx):
-            return {"weights": ctx.model.weight_hh.detach()[0], "norm": float(ctx.model.weight_hh.norm())}
+            return {"weights": ctx.model.weight_hh.detach()[0], "norm": float(ctx.model.weight_hh.detach().norm())}
 
     model = small_rnn()
     run = gd.open_store(tmp_path).create_run({})
