@@ -108,3 +108,10 @@ def test_sweep_from_a_yaml_spec_skips_what_is_done(tmp_path):
     assert "4 ran, 0 skipped" in first.stdout
     again = gdlens("sweep", str(spec), "--store", store, "--backend", "serial")
     assert again.returncode == 0 and "0 ran, 4 skipped" in again.stdout
+
+
+def test_train_grokking_runs_the_experiment_with_its_clocks(tmp_path):
+    done = gdlens("train", "grokking", "--steps", "30", "--hidden", "32", "--store", str(tmp_path / "runs"),
+                  "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "clocks/" in done.stdout and "completed" in done.stdout

@@ -8,7 +8,7 @@ tasks → models → train (Recorder → probes → flow/operators) → store �
 their namespace at once).
 """
 
-from gdlens import flow, models, operators, probes, report, store, sweep, tasks
+from gdlens import experiments, flow, models, operators, probes, report, store, sweep, tasks
 from gdlens.flow import KPFlow
 from gdlens.store import open_store
 from gdlens.train import Recorder, train
@@ -24,6 +24,7 @@ __all__ = [
     "store",
     "report",
     "sweep",
+    "experiments",
     "KPFlow",
     "train",
     "Recorder",

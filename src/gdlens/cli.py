@@ -41,11 +41,33 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN_DEFAULTS = {"model": "gru", "hidden": 64, "g": 1.0, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "steps": 1000}
+
+
+def _grokking(args: argparse.Namespace) -> int:
+    from gdlens.experiments.grokking import run_grokking
+
+    overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("weight_decay", args.weight_decay),
+                                   ("width", args.hidden)) if v is not None}
+    if args.betas:
+        overrides["betas"] = tuple(args.betas)
+    result = run_grokking(seed=args.seed, store=args.store, progress=not args.no_progress, **overrides)
+    print(f"run {result.run.id} {result.run.status} in {args.store}")
+    for key in sorted(k for k in result.summary if k.startswith("clocks/") or k in ("grokked", "final_train_loss")):
+        print(f"  {key}: {result.summary[key]}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
     import gdlens as gd
 
+    if args.task == "grokking":
+        return _grokking(args)
+    for key, value in TRAIN_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     task = gd.tasks.get(args.task, **_key_values(args.task_arg))
     torch.manual_seed(args.seed)
     model_kwargs = {}
@@ -159,20 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead: estimate trace, top eigenvalues and effective rank of an operator with a known spectrum")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    tr = _command(sub, "train", _train, "train a model on a task and record probes into the run store",
+    tr = _command(sub, "train", _train,
+                  "train a model on a task and record probes into the run store; 'grokking' runs the grokking "
+                  "experiment (modular addition, p = 97, embedding MLP, AdamW with weight decay 1) with its clocks",
                   "gdlens train flip_flop --model gru --hidden 64 --g 0.5 --steps 500 --kp --task-arg T=60")
-    tr.add_argument("task", choices=sorted(TASKS), metavar="TASK", help=f"one of: {', '.join(sorted(TASKS))}")
+    tasks = sorted(TASKS) + ["grokking"]
+    tr.add_argument("task", choices=tasks, metavar="TASK", help=f"one of: {', '.join(tasks)}")
     tr.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
                     help="task generator argument (repeatable), e.g. --task-arg T=60 --task-arg bits=2")
-    tr.add_argument("--model", choices=MODELS, default="gru", help=f"one of: {', '.join(MODELS)} (default gru)")
-    tr.add_argument("--hidden", type=int, default=64, help="hidden size / width (default 64)")
-    tr.add_argument("--g", type=float, default=1.0, help="initial recurrent weight scale (MLP: init scale)")
+    tr.add_argument("--model", choices=MODELS, default=None, help=f"one of: {', '.join(MODELS)} (default gru)")
+    tr.add_argument("--hidden", type=int, default=None, help="hidden size / width (default 64; grokking: 512)")
+    tr.add_argument("--g", type=float, default=None, help="initial recurrent weight scale (MLP: init scale)")
     tr.add_argument("--nonlinearity", choices=("tanh", "relu", "linear"), default="tanh", help="for --model rnn")
-    tr.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--weight-decay", type=float, default=0.0)
+    tr.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="default adam (grokking: adamw)")
+    tr.add_argument("--lr", type=float, default=None, help="default 1e-3")
+    tr.add_argument("--weight-decay", type=float, default=None, help="default 0 (grokking: 1.0)")
     tr.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"))
-    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--steps", type=int, default=None, help="default 1000 (grokking: 4000)")
     tr.add_argument("--batch-size", type=int, default=None, help="default: full batch")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--kp", action="store_true", help="record the KP probe (effective ranks of K, P, G)")

@@ -1,6 +1,8 @@
 """State-space models in functional form (see :mod:`gdlens.models.base` for the protocol)."""
 
 from gdlens.models.base import Params, StateSpaceModel
+from gdlens.models.deep_linear import DeepLinear
+from gdlens.models.embedding import EmbeddingMLP
 from gdlens.models.gru import GRU
 from gdlens.models.lstm import LSTM
 from gdlens.models.mlp import MLP
@@ -10,6 +12,7 @@ from gdlens.models.residual import ResidualStack
 from gdlens.models.rnn import RNN
 from gdlens.models.stacked import StackedRNN
 from gdlens.models.torch_adapter import from_torch
+from gdlens.models.transformer import Transformer1L
 
 __all__ = [
     "StateSpaceModel",
@@ -22,6 +25,9 @@ __all__ = [
     "StackedRNN",
     "from_torch",
     "MLP",
+    "EmbeddingMLP",
+    "Transformer1L",
+    "DeepLinear",
     "MODELS",
     "build",
 ]
