@@ -100,7 +100,8 @@ def top_eigs(
         which: ``"largest"`` (algebraic, default), ``"smallest"`` or ``"magnitude"``.
         method: ``"lanczos"`` (native batched block Krylov) or ``"scipy"`` (ARPACK eigsh).
         tol: relative residual tolerance (default 1e-9 in float64, 1e-4 in float32).
-        block_size: vectors per batched matvec (default ``max(2k, 8)``, at most n).
+        block_size: vectors per batched matvec (default k + 1 on CPU, ``max(2k, 8)`` on other
+            devices; at most n).
         max_basis: largest subspace kept before a thick restart (default ``max(8·block, 3k)``).
         max_matvecs: budget; when spent, the current Ritz pairs are returned with a warning.
         seed: start block.
@@ -153,7 +154,10 @@ def _block_krylov(
     seed: int | torch.Generator,
 ) -> tuple[Eigs, dict]:
     n = A.size_in
-    b = min(n, block_size or max(2 * k, 8))
+    # On CPU a block beyond k + 1 buys little batching and costs matvecs (measured: K of a GRU
+    # at B=32, T=50, H=256 needs 96 matvecs with blocks of 6 and 140 with blocks of 10); on
+    # accelerators wider blocks are nearly free per vector.
+    b = min(n, block_size or (k + 1 if A.device.type == "cpu" else max(2 * k, 8)))
     max_basis = min(n, max_basis or max(8 * b, 3 * k))
     if max_basis < max(k, b) + b and max_basis < n:
         raise ValueError(f"max_basis must be at least max(k, block_size) + block_size = {max(k, b) + b}, got {max_basis}")
