@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from gdlens.operators import DenseOperator
 from gdlens.probes.sharpness import (
     adam_preconditioner,
     directional_curvature,
     hessian_operator,
     hessian_trace,
+    lanczos_top_eig,
     preconditioned_sharpness,
     spike_warning,
     stability_threshold,
@@ -77,6 +79,74 @@ def test_top_eig_and_trace_of_quadratic():
     # Hutch++ is exact once its sketch (m/3 = 10 vectors) spans all 7 dimensions
     est = hessian_trace(quadratic(A), point(), method="hutch++", num_matvecs=30, seed=3)
     assert est.value == pytest.approx(float(torch.trace(A)), rel=1e-10)
+
+
+def test_autograd_backend_is_the_same_hessian():
+    A = spd(N_PARAMS)
+    H = hessian_operator(quadratic(A), point(), backend="autograd")
+    assert H.is_symmetric and torch.allclose(H.dense(), A, atol=1e-12)
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(6, 3, generator=gen, dtype=F64), torch.randn(6, 1, generator=gen, dtype=F64)
+    params = {"W1": torch.randn(4, 3, generator=gen, dtype=F64), "W2": torch.randn(1, 4, generator=gen, dtype=F64)}
+
+    def loss(p):
+        return ((torch.tanh(x @ p["W1"].T) @ p["W2"].T - y) ** 2).mean()
+
+    func = hessian_operator(loss, params).dense()
+    assert torch.allclose(hessian_operator(loss, params, backend="autograd").dense(), func, atol=1e-12)
+    # the operator keeps the gradient it was built from; directional curvature reuses both
+    Hg = hessian_operator(loss, params, backend="autograd")
+    g = torch.cat([t.reshape(-1) for t in torch.func.grad(loss)(params).values()])
+    assert torch.allclose(Hg.gradient, g, atol=1e-14) and hessian_operator(loss, params).gradient is None
+    D = torch.linspace(0.5, 2.0, g.numel(), dtype=F64)
+    for kw in ({}, {"preconditioner": D}, {"direction": D}):
+        plain = directional_curvature(loss, params, **kw)
+        assert directional_curvature(loss, params, hessian=Hg, **kw) == pytest.approx(plain, rel=1e-12)
+        assert directional_curvature(loss, params, hessian=hessian_operator(loss, params), **kw) == pytest.approx(
+            plain, rel=1e-12)
+    with pytest.raises(ValueError, match="hessian acts on"):
+        directional_curvature(loss, params, hessian=hessian_operator(quadratic(spd(N_PARAMS)), point()))
+    # a loss linear in θ has a zero Hessian (its gradient carries no graph)
+    assert torch.equal(hessian_operator(lambda p: flat(p).sum(), point(), backend="autograd").dense(),
+                       torch.zeros(N_PARAMS, N_PARAMS, dtype=F64))
+    with pytest.raises(ValueError, match="backend"):
+        hessian_operator(quadratic(A), point(), backend="jax")
+    with pytest.raises(ValueError, match="scalar"):
+        hessian_operator(lambda p: flat(p), point(), backend="autograd")
+
+
+def spectrum_matrix(values, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(len(values), len(values), generator=gen, dtype=F64))
+    return Q @ torch.diag(torch.as_tensor(values, dtype=F64)) @ Q.T, Q
+
+
+def test_lanczos_top_eig_cold_and_warm():
+    values = torch.cat([torch.tensor([10.0, 8.0]), torch.linspace(-3.0, 6.0, 58, dtype=F64)])
+    A, Q = spectrum_matrix(values)
+    r = lanczos_top_eig(DenseOperator(A, is_symmetric=True))
+    assert r.value == pytest.approx(10.0, rel=1e-12) and r.residual <= 1e-9
+    assert torch.allclose(A @ r.vector, 10.0 * r.vector, atol=1e-7) and float(r.vector.norm()) == pytest.approx(1.0)
+    # a nearby matrix: started from the old eigenvector, far fewer products
+    B = A + 1e-3 * spectrum_matrix(torch.randn(60, generator=torch.Generator().manual_seed(1), dtype=F64), seed=2)[0]
+    cold = lanczos_top_eig(DenseOperator(B, is_symmetric=True), seed=3)
+    warm = lanczos_top_eig(DenseOperator(B, is_symmetric=True), v0=r.vector, seed=3)
+    assert warm.value == pytest.approx(float(torch.linalg.eigvalsh(B)[-1]), rel=1e-12)
+    assert warm.num_matvecs < cold.num_matvecs
+    # a warm start that is exactly the eigenvector of the second eigenvalue (the top two have
+    # crossed since) still finds the top one
+    crossed = lanczos_top_eig(DenseOperator(A, is_symmetric=True), v0=Q[:, 1], tol=1e-3)
+    assert crossed.value == pytest.approx(10.0, rel=1e-4)
+    # float32: default tolerance 1e-4
+    r32 = lanczos_top_eig(DenseOperator(A.float(), is_symmetric=True))
+    assert r32.value == pytest.approx(10.0, rel=1e-4) and r32.vector.dtype == torch.float32
+    with pytest.warns(RuntimeWarning, match="stopped after 3"):
+        short = lanczos_top_eig(DenseOperator(A, is_symmetric=True), max_matvecs=3)
+    assert short.num_matvecs == 3 and short.value <= 10.0 + 1e-9
+    with pytest.raises(ValueError, match="v0 must have 60"):
+        lanczos_top_eig(DenseOperator(A, is_symmetric=True), v0=torch.ones(5, dtype=F64))
+    with pytest.raises(ValueError, match="square"):
+        lanczos_top_eig(DenseOperator(torch.ones(3, 4, dtype=F64)))
 
 
 def test_negative_curvature_with_which():
@@ -257,3 +327,116 @@ def test_spike_warning():
     assert spike_warning(201.0, lr) and not spike_warning(199.0, lr)  # default: Bai et al.'s 2/η
     assert not spike_warning(3000.0, lr, beta1=0.9) and spike_warning(3900.0, lr, beta1=0.9)  # 38/η = 3800
     assert spike_warning(torch.tensor(181.0, dtype=F64), lr, optimizer="sgd", margin=0.9)
+
+
+# ---------------------------------------------------------------------- dynamics at the threshold
+def test_adam_preconditioned_sharpness_on_a_1d_quadratic_at_every_step():
+    """Adam on L(θ) = a θ²/2: the preconditioned Hessian is the number a/(√v̂ + ε), read by hand
+    from the optimizer state after every step. With β₁ = 0 the update is θ ← θ (1 − η a/(√v̂+ε)),
+    v̂ including the step's own gradient, so the step into state t contracts |θ| iff η λ_t < 2
+    (λ_t the preconditioned sharpness measured after it). As θ → 0, v̂ decays and λ_t grows
+    (Adam's self-sharpening, arXiv 2506.04805): the loss falls until the step where η λ first
+    exceeds 2 and is minimal just before it."""
+    a, lr, beta2, eps = 2.0, 0.01, 0.9, 1e-8
+    theta = torch.nn.Parameter(torch.tensor([1.0], dtype=F64))
+    opt = torch.optim.Adam([theta], lr=lr, betas=(0.0, beta2), eps=eps)
+
+    def loss(p):
+        return 0.5 * a * (p[0] ** 2).sum()
+
+    losses, lams = [float(loss([theta.detach()]))], [math.nan]
+    for _ in range(250):
+        opt.zero_grad()
+        loss([theta]).backward()
+        opt.step()
+        state = opt.state[theta]
+        t = float(state["step"])
+        v_hat = float(state["exp_avg_sq"]) / (1.0 - beta2**t)
+        by_hand = a / (math.sqrt(v_hat) + eps)
+        measured = preconditioned_sharpness(loss, [theta], opt)
+        assert measured == pytest.approx(by_hand, rel=1e-10)
+        losses.append(float(loss([theta.detach()])))
+        lams.append(measured)
+    losses, lams = np.array(losses), np.array(lams)
+    first = int(np.argmax(lr * np.nan_to_num(lams) > 2.0))  # first state with η λ > 2
+    assert 20 < first < 240 and lr * lams[1] < 0.1  # it starts far below and crosses mid-run
+    assert np.all(np.diff(losses[:first]) < 0)  # every step with η λ < 2 lowers the loss
+    assert losses[first] > losses[first - 1]  # the first step with η λ > 2 raises it
+    assert int(np.argmin(losses)) == first - 1  # the minimum of the whole run: just before
+    assert losses[-1] > 1e3 * losses[first - 1]  # and it then spikes
+
+
+def one_sample_net(seed: int = 0):
+    """A tanh MLP (3 -> 8 -> 1) fitting one input to 0: L = r², one residual r = f(x; θ)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 3, generator=gen, dtype=F64)
+    params = {
+        "W1": torch.randn(8, 3, generator=gen, dtype=F64) / math.sqrt(3),
+        "b1": 0.1 * torch.randn(8, generator=gen, dtype=F64),
+        "W2": torch.randn(1, 8, generator=gen, dtype=F64) / math.sqrt(8),
+    }
+
+    def loss(p):
+        return ((torch.tanh(x @ p["W1"].T + p["b1"]) @ p["W2"].T) ** 2).sum()
+
+    return loss, params
+
+
+def gd_run(loss, params: dict, lrs, measure_until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Full-batch GD θ ← θ − η_t ∇L(θ); returns the losses L(θ_t) and η_t λ_max(H(θ_t)), with
+    λ_max measured by Lanczos on Hessian–vector products at every step (up to ``measure_until``
+    steps; nan after)."""
+    p = {k: v.clone() for k, v in params.items()}
+    losses, eta_lam = [], []
+    grad = torch.func.grad(loss)
+    for t, lr in enumerate(lrs):
+        losses.append(float(loss(p)))
+        measure = measure_until is None or t < measure_until
+        eta_lam.append(lr * float(top_hessian_eig(loss, p, block_size=2)[0]) if measure else math.nan)
+        g = grad(p)
+        p = {k: p[k] - lr * g[k] for k in p}
+    return np.array(losses), np.array(eta_lam)
+
+
+def test_gd_loss_is_minimal_just_before_eta_lambda_first_exceeds_2():
+    """GD with a learning rate that grows 1% per step on a nonlinear net whose loss is one squared
+    residual (so the only unstable direction is the one that carries the loss). The sharpness
+    moves along the way by ~20% (it is measured at every θ_t, not known in advance); GD lowers
+    the loss at every step while η_t λ_t < 2, and the minimum of the loss curve is the last
+    iterate before the first step with η_t λ_t > 2, after which the loss climbs."""
+    loss, params = one_sample_net(seed=0)
+    lam0 = float(top_hessian_eig(loss, params)[0])
+    lrs = 1.6 / lam0 * 1.01 ** np.arange(40)  # starts above η λ = 1: the residual flips sign each step
+    losses, eta_lam = gd_run(loss, params, lrs)
+    first = int(np.argmax(eta_lam > 2.0))
+    assert 15 < first < 35 and losses[first] > 1e-12  # well above float64 rounding of the residual
+    assert np.all(eta_lam[:first] < 2.0) and np.all(np.diff(losses[: first + 1]) < 0)
+    assert int(np.argmin(losses)) == first
+    assert np.all(np.diff(losses[first:]) > 0)
+    lam = eta_lam / lrs  # λ is not the schedule in disguise: it moves by more than 10% on the way
+    assert lam.max() / lam.min() > 1.1
+
+
+def test_gd_progressive_sharpening_keeps_lowering_the_loss_below_the_threshold():
+    """Constant-η GD on a tanh MLP regression sharpens progressively (η λ rises from ~1.4) until
+    η λ crosses 2; up to that step every GD step lowers the loss, and the loss first rises only
+    after the crossing (edge of stability, arXiv 2103.00065)."""
+    gen = torch.Generator().manual_seed(2)
+    X = torch.randn(32, 2, generator=gen, dtype=F64)
+    y = torch.sin(2 * X[:, 0]) * torch.cos(X[:, 1])
+    params = {
+        "W1": torch.randn(16, 2, generator=gen, dtype=F64) / math.sqrt(2),
+        "b1": torch.zeros(16, dtype=F64),
+        "W2": torch.randn(1, 16, generator=gen, dtype=F64) / 4.0,
+    }
+
+    def loss(p):
+        return ((torch.tanh(X @ p["W1"].T + p["b1"]) @ p["W2"].T)[:, 0] - y).pow(2).mean()
+
+    lr = 0.2
+    losses, eta_lam = gd_run(loss, params, [lr] * 250, measure_until=100)
+    first = int(np.argmax(eta_lam[:100] > 2.0))
+    assert eta_lam[0] < 1.5 and 50 < first < 95  # sharpening from below 1.5 to 2
+    assert np.all(np.diff(losses[: first + 1]) < 0)
+    rises = np.nonzero(np.diff(losses) > 0)[0]
+    assert rises.size and rises[0] >= first  # the loss first goes up after the crossing

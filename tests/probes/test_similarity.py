@@ -44,6 +44,31 @@ def test_invariance_to_orthogonal_maps_scaling_and_shift(debiased):
     assert rbf_cka(X, 4.2 * Y @ Q + 1.5, debiased=debiased) == pytest.approx(rbf_base, rel=1e-10)
 
 
+@pytest.mark.parametrize("debiased", [False, True])
+def test_a_generic_invertible_map_lowers_cka(debiased):
+    """Linear CKA is invariant to orthogonal maps and isotropic scaling only: an invertible but
+    anisotropic map M = U diag(s) Vᵀ changes the Gram matrix XMMᵀXᵀ, so CKA(X, XM) < 1, and it
+    falls further as the singular values of M spread."""
+    X = randn(200, 6, seed=11)
+    U, V = orthogonal(6, seed=12), orthogonal(6, seed=13)
+    assert linear_cka(X, 2.5 * X @ U, debiased) == pytest.approx(1.0, abs=1e-12)
+    values = []
+    for spread in (1.5, 4.0, 20.0):
+        M = U @ torch.diag(torch.logspace(0, math.log10(spread), 6, dtype=F64)) @ V.T
+        assert torch.linalg.matrix_rank(M) == 6
+        values.append(linear_cka(X, X @ M, debiased))
+    assert all(v < 1 - 1e-3 for v in values)
+    assert values[0] > values[1] > values[2]
+    # closed form for centred, whitened W (WᵀW = n I) and G = MMᵀ: with K = WWᵀ, L = WGWᵀ,
+    # ⟨K, L⟩_F = n² tr G, ‖K‖_F = n √p, ‖L‖_F = n ‖G‖_F, so CKA = tr G / (√p ‖G‖_F)
+    Xc = X - X.mean(0)
+    W = Xc @ torch.linalg.inv(torch.linalg.cholesky(Xc.T @ Xc / 200).T)  # whitened, still centred
+    M = U @ torch.diag(torch.logspace(0, 1, 6, dtype=F64)) @ V.T
+    G = M @ M.T
+    expected = float(torch.trace(G) / (math.sqrt(6) * G.norm()))
+    assert linear_cka(W, W @ M) == pytest.approx(expected, rel=1e-10)
+
+
 def test_debiased_cka_of_independent_features_is_near_zero():
     # biased linear CKA of independent Gaussian features is ≈ sqrt(pq / ((n+p)(n+q))) = 1/3 here
     X, Y = randn(100, 50, seed=6), randn(100, 50, seed=7)

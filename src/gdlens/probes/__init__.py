@@ -10,11 +10,15 @@ numbers out), each with its math and paper in the docstring.
 
 Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the training
 :class:`~gdlens.train.Recorder`) wrap these functions: :mod:`~gdlens.probes.training`
-(metrics, norms, relative change, hidden participation ratio) and :mod:`~gdlens.probes.kp`.
+(metrics, norms, relative change, hidden participation ratio), :mod:`~gdlens.probes.kp`, and
+:mod:`~gdlens.probes.wrappers`, one probe per phenomenon: :class:`CondensationProbe`,
+:class:`FrequencyProbe`, :class:`SharpnessProbe`, :class:`NTKProbe`,
+:class:`RepresentationProbe`.
 """
 
-from gdlens.probes import condensation, frequency, ntk, representation, sharpness, similarity
+from gdlens.probes import clocks, condensation, frequency, ntk, representation, sharpness, similarity
 from gdlens.probes.base import Probe, ProbeContext, Schedule, as_schedule
+from gdlens.probes.clocks import ClockProbe, EnergyProbe, HeadEmbeddingProbe
 from gdlens.probes.kp import KPProbe
 from gdlens.probes.training import (
     HiddenParticipationProbe,
@@ -23,8 +27,19 @@ from gdlens.probes.training import (
     RelativeChangeProbe,
     default_probes,
 )
+from gdlens.probes.wrappers import (
+    CondensationProbe,
+    FrequencyProbe,
+    NTKProbe,
+    RepresentationProbe,
+    SharpnessProbe,
+)
 
 __all__ = [
+    "clocks",
+    "ClockProbe",
+    "EnergyProbe",
+    "HeadEmbeddingProbe",
     "condensation",
     "frequency",
     "sharpness",
@@ -41,4 +56,9 @@ __all__ = [
     "RelativeChangeProbe",
     "HiddenParticipationProbe",
     "default_probes",
+    "CondensationProbe",
+    "FrequencyProbe",
+    "SharpnessProbe",
+    "NTKProbe",
+    "RepresentationProbe",
 ]

@@ -156,9 +156,11 @@ def orientation_clusters(
 
 def _cluster(S: Tensor, threshold: float, method: str) -> Tensor:
     k = S.shape[0]
-    if method == "greedy":
-        local = torch.full((k,), -1, dtype=torch.long)
-        close = S >= threshold
+    import numpy as np
+
+    if method == "greedy":  # in numpy: one small vector operation per cluster, no per-element torch calls
+        local = np.full(k, -1, dtype=np.int64)
+        close = (S >= threshold).numpy()
         c = 0
         for i in range(k):
             if local[i] >= 0:
@@ -167,8 +169,7 @@ def _cluster(S: Tensor, threshold: float, method: str) -> Tensor:
             join[i] = True
             local[join] = c
             c += 1
-        return local
-    import numpy as np
+        return torch.from_numpy(local)
 
     if method == "single":
         from scipy.sparse import csr_matrix

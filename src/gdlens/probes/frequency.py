@@ -196,7 +196,7 @@ def _smooth_columns(Y: Tensor, X: Tensor, delta: float, chunk_size: int) -> Tens
     X = X.detach().to(dtype)
     Y = Y.detach().to(dtype).to(X.device)
     n = X.shape[0]
-    sq = (X * X).sum(1)
+    sq = torch.linalg.vector_norm(X, dim=1).square_()  # ‖x_i‖², without an (N, d) temporary
     out = torch.empty_like(Y)
     with torch.no_grad():
         for start in range(0, n, chunk_size):

@@ -18,7 +18,7 @@ class MetricsProbe:
     """The task's own metrics (loss, accuracy, ...) on the training batch (``train/<key>``)
     and on the held-out data (``test/<key>``), from one forward pass each in eval mode."""
 
-    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=60))
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=40))
     name: str = "metrics"
 
     def __post_init__(self) -> None:
@@ -83,7 +83,7 @@ class HiddenParticipationProbe:
     """Participation ratio ``(Σλ)²/Σλ²`` of the hidden states' covariance over trials and time
     on the training batch (models whose forward returns ``(y, z)``)."""
 
-    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=30))
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=20))
     name: str = "hidden"
 
     def __post_init__(self) -> None:

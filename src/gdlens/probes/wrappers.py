@@ -1,0 +1,763 @@
+"""Schedulable probes of the known phenomena of training dynamics, for the training
+:class:`~gdlens.train.Recorder`.
+
+Each class follows the :class:`~gdlens.probes.base.Probe` protocol (``name``, ``schedule``,
+``compute(ctx)``) and is a thin wrapper around the pure functions of one phenomenon module:
+
+- :class:`CondensationProbe` (:mod:`~gdlens.probes.condensation`): number of orientations a
+  layer's neurons have condensed onto, mean |cos| between them, optionally the similarity matrix.
+- :class:`FrequencyProbe` (:mod:`~gdlens.probes.frequency`): relative error at each spectral peak
+  of a 1-D target on a uniform grid (the frequency principle).
+- :class:`SharpnessProbe` (:mod:`~gdlens.probes.sharpness`): top Hessian eigenvalue against
+  2/η; for Adam the preconditioned sharpness, its threshold and the directional curvature.
+- :class:`NTKProbe` (:mod:`~gdlens.probes.ntk`): the empirical NTK on a fixed subset of inputs,
+  its effective rank, trace, distance to the first recorded NTK and alignment with the targets.
+- :class:`RepresentationProbe` (:mod:`~gdlens.probes.representation`,
+  :mod:`~gdlens.probes.similarity`): participation ratio of a layer's activations and their
+  linear CKA with the first recorded activations (representation drift).
+
+Probes that compare with "the first recorded step" (NTK, representation) or fix something at
+their first call (the frequency peaks, the inputs of the NTK and representation probes) keep that
+state on the instance: use one instance per run, or call ``reset()`` between runs. A resumed run
+starts from a fresh instance, whose reference is then the first step recorded after resuming.
+
+The probes that differentiate the model (sharpness, NTK) need the loss or the outputs as a
+function of the parameters. They swap the given tensors into the model's own parameter slots for
+the duration of one call (like :func:`torch.func.functional_call`, but reaching submodules through
+``_modules``, so a submodule shadowed by a method of the same name, as ``readout`` in gdlens'
+state-space models, works too). Weights tied between two modules are swapped together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gdlens.operators import DiagonalOperator
+from gdlens.probes.base import ProbeContext, Schedule, as_schedule, forward
+from gdlens.probes.condensation import CLUSTER_METHODS, orientation_clusters, orientation_similarity
+from gdlens.probes.frequency import error_by_frequency, spectral_peaks
+from gdlens.probes.ntk import kernel_distance, kernel_target_alignment, ntk_effective_rank, parameter_jacobian
+from gdlens.probes.representation import participation_ratio
+from gdlens.probes.sharpness import (
+    HESSIAN_BACKENDS,
+    TopEig,
+    adam_preconditioner,
+    directional_curvature,
+    hessian_operator,
+    lanczos_top_eig,
+    spike_warning,
+    stability_threshold,
+)
+from gdlens.probes.similarity import linear_cka
+
+__all__ = [
+    "CondensationProbe",
+    "FrequencyProbe",
+    "SharpnessProbe",
+    "NTKProbe",
+    "RepresentationProbe",
+    "resolve_layer",
+    "layer_activations",
+    "ntk_matrix",
+    "ntk_entries",
+    "spread_indices",
+]
+
+
+# ---------------------------------------------------------------------- model plumbing
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    """The submodule at a dotted path, reached through ``_modules`` (not ``getattr``)."""
+    mod = model
+    for part in name.split(".") if name else []:
+        children = mod._modules
+        if part not in children or children[part] is None:
+            known = [n for n, _ in model.named_modules() if n]
+            raise ValueError(f"the model has no submodule {name!r}; submodules: {known}")
+        mod = children[part]
+    return mod
+
+
+def _parameter_slots(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    """For each parameter (by id), every (module, attribute) slot that holds it."""
+    slots: dict[int, list[tuple[nn.Module, str]]] = {}
+    seen: set[tuple[int, str]] = set()
+    for _, mod in model.named_modules(remove_duplicate=False):
+        for leaf, p in mod._parameters.items():
+            if p is not None and (id(mod), leaf) not in seen:
+                seen.add((id(mod), leaf))
+                slots.setdefault(id(p), []).append((mod, leaf))
+    return slots
+
+
+class _Swapper:
+    """Swaps tensors into a model's parameter slots for the duration of a ``with`` block."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.named = dict(model.named_parameters())
+        self.slots = _parameter_slots(model)
+
+    @contextmanager
+    def __call__(self, params: Mapping[str, Tensor]) -> Iterator[nn.Module]:
+        saved: list[tuple[nn.Module, str, Any]] = []
+        try:
+            for name, tensor in params.items():
+                if name not in self.named:
+                    raise ValueError(f"the model has no parameter {name!r}; parameters: {list(self.named)}")
+                for mod, leaf in self.slots[id(self.named[name])]:
+                    saved.append((mod, leaf, mod._parameters[leaf]))
+                    mod._parameters[leaf] = tensor
+            yield self.model
+        finally:
+            for mod, leaf, original in reversed(saved):
+                mod._parameters[leaf] = original
+
+
+def _functional_loss(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor]) -> Callable[[Any], Tensor]:
+    """``params -> loss_fn(model with params)`` for ``params`` a dict name -> tensor."""
+    swap = _Swapper(model)
+
+    def f(params: Mapping[str, Tensor]) -> Tensor:
+        with swap(params):
+            return loss_fn(model)
+
+    return f
+
+
+def _functional_model(model: nn.Module) -> Callable[[Any, Tensor], Tensor]:
+    """``(params, x) -> y``, the model's first output with ``params`` swapped in."""
+    swap = _Swapper(model)
+
+    def f(params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        with swap(params):
+            return forward(model, x)[0]
+
+    return f
+
+
+def _trainable(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Tensor]:
+    """The parameters that training moves: ``requires_grad``, and held by the optimizer if given."""
+    held = None
+    if optimizer is not None:
+        held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and (held is None or id(p) in held)}
+
+
+def _data(ctx: ProbeContext, which: str) -> Any:
+    return ctx.batch if which == "train" else ctx.eval_data
+
+
+def spread_indices(total: int, n: int) -> Tensor:
+    """``min(n, total)`` indices spread evenly over ``0..total−1`` (first and last included):
+    ``round(linspace(0, total − 1, n))``. On a task whose samples are ordered (a grid, sorted
+    inputs) they cover the whole range, where the first n samples would not; on shuffled data
+    they are as good as any other fixed choice."""
+    n = min(n, total)
+    if n == total:
+        return torch.arange(total)
+    return torch.linspace(0, total - 1, n, dtype=torch.float64).round().long()
+
+
+def _check_data_choice(data: str) -> None:
+    if data not in ("train", "eval"):
+        raise ValueError(f"data must be 'train' (the training batch) or 'eval' (the held-out data), got {data!r}")
+
+
+def resolve_layer(model: nn.Module, layer: str | None = None) -> tuple[str, str | None]:
+    """``(weight name, bias name or None)`` of the layer a condensation measurement reads.
+
+    ``layer`` is a parameter name (``"net.0.weight"``; its bias is the parameter named with
+    ``weight`` replaced by ``bias``, e.g. ``weight_ih`` -> ``bias_ih``, when it has one entry per
+    row) or a module name (``"net.0"``: its ``weight`` and ``bias``). ``None`` picks the first
+    ``nn.Linear`` in module order, and failing that the first parameter with two or more axes.
+    """
+    named = dict(model.named_parameters())
+
+    def bias_of(weight_name: str) -> str | None:
+        prefix, _, leaf = weight_name.rpartition(".")
+        if "weight" not in leaf:
+            return None
+        candidate = (prefix + "." if prefix else "") + leaf.replace("weight", "bias", 1)
+        b = named.get(candidate)
+        if b is not None and b.dim() == 1 and b.shape[0] == named[weight_name].shape[0]:
+            return candidate
+        return None
+
+    if layer is None:
+        for mod_name, mod in model.named_modules():
+            if isinstance(mod, nn.Linear):
+                prefix = mod_name + "." if mod_name else ""
+                return prefix + "weight", (prefix + "bias" if mod.bias is not None else None)
+        for name, p in named.items():
+            if p.dim() >= 2:
+                return name, bias_of(name)
+        raise ValueError("the model has no nn.Linear and no parameter with two or more axes: pass layer=")
+    if layer in named:
+        if named[layer].dim() < 1:
+            raise ValueError(f"parameter {layer!r} is a scalar; a layer's weight has one row per neuron")
+        return layer, bias_of(layer)
+    mod = _submodule(model, layer)
+    w = mod._parameters.get("weight")
+    if w is None:
+        raise ValueError(f"module {layer!r} ({type(mod).__name__}) has no 'weight' parameter")
+    b = mod._parameters.get("bias")
+    return f"{layer}.weight", (f"{layer}.bias" if b is not None else None)
+
+
+def layer_activations(model: nn.Module, x: Tensor, layer: str | None = None) -> Tensor:
+    """Activations of one layer on inputs x, as rows ``(n, p)`` (detached).
+
+    ``layer``: the name of a submodule, whose output is taken (the first element if it returns a
+    tuple), through a forward hook. ``None``: the hidden states z of a model whose forward
+    returns ``(y, z)``, and otherwise the input of the last ``nn.Linear`` (the representation the
+    readout sees). Activations of shape ``(B, T, H)`` become ``B·T`` rows of H features (one per
+    trial and time step); other shapes are flattened per input to ``(n, p)``.
+
+    A hook only sees modules that the forward pass calls: gdlens' state-space models compute
+    their readout from the parameters (``F.linear``), so their ``readout`` submodule is never
+    called; read their hidden states with ``layer=None`` instead. Raises ValueError when the
+    chosen module is not called.
+    """
+    captured: list[Tensor] = []
+    if layer is not None:
+        module = _submodule(model, layer)
+
+        def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+            captured.append(out[0] if isinstance(out, tuple) else out)
+
+        handle = module.register_forward_hook(hook)
+    else:
+        linears = [m for _, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+        def pre_hook(_m: nn.Module, inp: Any) -> None:
+            captured.append(inp[0])
+
+        handle = linears[-1].register_forward_pre_hook(pre_hook) if linears else None
+    try:
+        with torch.no_grad():
+            _, z = forward(model, x)
+    finally:
+        if handle is not None:
+            handle.remove()
+    if layer is None and z is not None:
+        acts = z
+    elif captured:
+        acts = captured[-1]
+    else:
+        what = f"module {layer!r} was not called" if layer is not None else "the model has no nn.Linear, no z"
+        raise ValueError(f"no activations to read: {what}; pass layer= (the name of a submodule)")
+    acts = acts.detach()
+    if acts.dim() == 3:
+        return acts.reshape(-1, acts.shape[-1])
+    return acts.reshape(acts.shape[0], -1)
+
+
+def _kernel_from_rows(J: Any, chunk_size: int, entries: Tensor | None = None) -> Tensor:
+    m = J.size_out
+    idx = torch.arange(m, device=J.device) if entries is None else entries.to(J.device)
+    rows = []
+    for start in range(0, idx.numel(), chunk_size):
+        chunk = idx[start : start + chunk_size]
+        basis = torch.zeros(chunk.numel(), m, dtype=J.dtype, device=J.device)
+        basis[torch.arange(chunk.numel(), device=J.device), chunk] = 1
+        with torch.no_grad():
+            rows.append(J.rmatmat(basis.reshape(chunk.numel(), *J.shape_out)).detach())
+    R = torch.cat(rows)
+    return R @ R.T
+
+
+def ntk_matrix(
+    model_fn: Callable[[Any, Tensor], Tensor],
+    params: Any,
+    x: Tensor,
+    chunk_size: int = 256,
+    entries: Tensor | None = None,
+) -> Tensor:
+    """The dense empirical NTK ``Θ = J Jᵀ`` ``(m, m)`` of the outputs on x (m = their number of
+    entries, row-major), from the rows of J; with ``entries`` (flat indices into the outputs)
+    the principal submatrix ``Θ[entries][:, entries]``, at the cost of those rows only.
+
+    The rows ``∂f_i/∂θ`` are ``vjp`` s of basis vectors, ``chunk_size`` at a time (batched with
+    ``vmap``), then Θ is one matrix product. Cost: one vector–Jacobian product per row and an
+    ``(rows, n_params)`` array; the same matrix as ``empirical_ntk(model_fn, params, x).dense()``
+    (:func:`gdlens.probes.ntk.empirical_ntk`), which spends m products of each kind.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    J = parameter_jacobian(model_fn, params, x)
+    if entries is not None:
+        entries = torch.as_tensor(entries, dtype=torch.long).reshape(-1)
+        if entries.numel() and (entries.min() < 0 or entries.max() >= J.size_out):
+            raise ValueError(f"entries must be flat indices in [0, {J.size_out}) of the outputs {J.shape_out}")
+    return _kernel_from_rows(J, chunk_size, entries)
+
+
+def ntk_entries(data: Any, idx: Tensor, out_shape: tuple[int, ...], max_outputs: int) -> Tensor:
+    """Flat output entries the NTK probe keeps: for each of the n samples, the same
+    ``r' = min(r, max(1, max_outputs // n))`` of its r output entries, spread evenly
+    (:func:`spread_indices`); for a classification batch without a time axis the samples' own
+    classes come first (so that the targets are in the kernel), then classes spread evenly."""
+    n = out_shape[0]
+    r = math.prod(out_shape[1:])
+    keep = min(r, max(1, max_outputs // n))
+    cols = spread_indices(r, keep)
+    if keep < r and data is not None and data.loss == "cross_entropy" and len(out_shape) == 2:
+        own = torch.unique(data.target[idx].reshape(-1).long().cpu())[:keep]
+        taken = set(own.tolist())
+        others = torch.tensor([c for c in range(r) if c not in taken], dtype=torch.long)
+        fill = others[spread_indices(others.numel(), keep - own.numel())]
+        cols = torch.sort(torch.cat([own, fill])).values
+    return (torch.arange(n)[:, None] * r + cols[None, :]).reshape(-1)
+
+
+# ---------------------------------------------------------------------- condensation
+@dataclass
+class CondensationProbe:
+    """Condensation of one layer's neurons onto few orientations (arXiv 2007.07497, 2105.11686).
+
+    Records, for the neurons ``u_i = [w_i, b_i]`` of ``layer`` (see :func:`resolve_layer`; default
+    the first ``nn.Linear``):
+
+    - ``orientations``: :func:`~gdlens.probes.condensation.count_orientations` with
+      ``threshold``, ``min_norm_fraction``, ``antipodal`` and ``method``;
+    - ``mean_abs_cos``: the mean of ``|cos(u_i, u_j)|`` over pairs i ≠ j of the neurons that count
+      (``‖u_i‖ ≥ min_norm_fraction · max_j ‖u_j‖``); near 1 when condensed, ~ sqrt(2/(π d)) for
+      random directions in d dimensions; nan with fewer than two such neurons;
+    - ``similarity`` (array, only with ``matrix_every=k``): the ``(m', m')`` cosine matrix
+      (:func:`~gdlens.probes.condensation.orientation_similarity`) of the first
+      ``m' = min(m, max_neurons)`` neurons, in float32, at the probe's 1st, (k+1)th, ... call.
+
+    ``use_bias=False`` ignores the bias. Cost: O(m² d) for the cosines plus the clustering, no
+    forward pass; at the default 30 log-spaced steps negligible beside training.
+    """
+
+    layer: str | None = None
+    threshold: float = 0.95
+    min_norm_fraction: float = 0.01
+    antipodal: bool = False
+    method: str = "greedy"
+    use_bias: bool = True
+    matrix_every: int | None = None
+    max_neurons: int = 128
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=30))
+    name: str = "condensation"
+    _calls: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        if self.method not in CLUSTER_METHODS:
+            raise ValueError(f"unknown clustering method {self.method!r}; allowed: {CLUSTER_METHODS}")
+        if self.matrix_every is not None and (not isinstance(self.matrix_every, int) or self.matrix_every < 1):
+            raise ValueError(f"matrix_every must be a positive int (in probe calls) or None, got {self.matrix_every!r}")
+        if self.max_neurons < 1:
+            raise ValueError(f"max_neurons must be positive, got {self.max_neurons}")
+
+    def reset(self) -> None:
+        self._calls = 0
+
+    def weights(self, model: nn.Module) -> tuple[Tensor, Tensor | None]:
+        """The (detached) weight and bias the probe reads from ``model``."""
+        w_name, b_name = resolve_layer(model, self.layer)
+        named = dict(model.named_parameters())
+        b = named[b_name].detach() if (b_name is not None and self.use_bias) else None
+        return named[w_name].detach(), b
+
+    def compute(self, ctx: ProbeContext) -> dict[str, Any]:
+        W, b = self.weights(ctx.model)
+        labels = orientation_clusters(W, b, self.threshold, self.min_norm_fraction, self.antipodal, self.method)
+        kept = labels >= 0
+        S = orientation_similarity(W, b)
+        out: dict[str, Any] = {"orientations": int(labels.max()) + 1 if bool(kept.any()) else 0}
+        k = int(kept.sum())
+        if k >= 2:
+            idx = torch.nonzero(kept).flatten().to(S.device)
+            A = S[idx][:, idx].abs().to(torch.float64)
+            out["mean_abs_cos"] = float((A.sum() - torch.diagonal(A).sum()) / (k * (k - 1)))
+        else:
+            out["mean_abs_cos"] = math.nan
+        if self.matrix_every is not None and self._calls % self.matrix_every == 0:
+            r = min(S.shape[0], self.max_neurons)
+            out["similarity"] = S[:r, :r].to(torch.float32).cpu()
+        self._calls += 1
+        return out
+
+
+# ---------------------------------------------------------------------- frequency principle
+@dataclass
+class FrequencyProbe:
+    """The frequency principle on a 1-D regression task (arXiv 1901.06523, projection method).
+
+    On data whose inputs x ``(N, 1)`` lie on a uniform grid (e.g. ``gd.tasks.fourier_1d``, trained
+    full batch), records for each spectral peak k of the target (output column ``output``) the
+    relative error ``err_k<k> = |ĥ_k − ŷ_k| / |ŷ_k|`` of the model's prediction
+    (:func:`~gdlens.probes.frequency.error_by_frequency`). The peaks
+    (:func:`~gdlens.probes.frequency.spectral_peaks` with ``num_peaks`` and ``rel_height``) and
+    the grid are fixed from the target at the first call; every later call must see the same
+    grid. ``data="eval"`` reads the held-out data instead of the training batch.
+
+    Cost: one forward pass on the N points and an FFT per call.
+    """
+
+    num_peaks: int | None = None
+    rel_height: float = 0.1
+    output: int = 0
+    data: str = "train"
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=30))
+    name: str = "frequency"
+    _peaks: Tensor | None = field(default=None, init=False, repr=False)
+    _x: Tensor | None = field(default=None, init=False, repr=False)
+    _spacing: float = field(default=1.0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        _check_data_choice(self.data)
+
+    def reset(self) -> None:
+        self._peaks, self._x = None, None
+
+    def _column(self, t: Tensor) -> Tensor:
+        if t.dim() == 1:
+            return t
+        if t.dim() != 2 or not 0 <= self.output < t.shape[1]:
+            raise ValueError(f"FrequencyProbe needs targets (N,) or (N, O) with output < O, got {tuple(t.shape)}")
+        return t[:, self.output]
+
+    @property
+    def peaks(self) -> Tensor | None:
+        """The DFT indices fixed at the first call (None before it)."""
+        return self._peaks
+
+    def compute(self, ctx: ProbeContext) -> dict[str, float]:
+        data = _data(ctx, self.data)
+        if data is None:
+            return {}
+        x = data.x
+        if self._peaks is None:
+            grid = x.reshape(-1) if x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1) else None
+            if grid is None or grid.shape[0] < 4 or not grid.is_floating_point():
+                raise ValueError(
+                    f"FrequencyProbe needs 1-D inputs on a uniform grid, x of shape (N, 1); got {tuple(x.shape)}"
+                )
+            dx = torch.diff(grid.double())
+            if not bool((dx > 0).all()) or not torch.allclose(dx, dx.mean().expand_as(dx), rtol=1e-4, atol=0.0):
+                raise ValueError(
+                    "FrequencyProbe needs the inputs in order on a uniform grid (full-batch training on e.g. "
+                    "fourier_1d; minibatches are not a grid): pass data='eval' or train with batch_size=None"
+                )
+            self._x = x.detach().clone()
+            self._spacing = float(dx.mean())
+            self._peaks = spectral_peaks(self._column(data.target).detach(), self.num_peaks, self.rel_height)
+        elif x.shape != self._x.shape or not torch.equal(x, self._x):
+            raise ValueError("FrequencyProbe: the inputs changed since the first call; the grid must stay the same")
+        with torch.no_grad():
+            y, _ = forward(ctx.model, x)
+        res = error_by_frequency(
+            self._column(y.reshape(y.shape[0], -1)), self._column(data.target), peaks=self._peaks, spacing=self._spacing
+        )
+        return {f"err_k{int(k)}": float(e) for k, e in zip(res.indices.tolist(), res.errors)}
+
+
+# ---------------------------------------------------------------------- sharpness
+def _learning_rate(optimizer: torch.optim.Optimizer) -> float:
+    lrs = {float(g["lr"]) for g in optimizer.param_groups}
+    if len(lrs) != 1:
+        raise ValueError(f"SharpnessProbe needs one learning rate for all parameter groups, got {sorted(lrs)}")
+    return lrs.pop()
+
+
+def _adam_ready(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> bool:
+    for p in params.values():
+        state = optimizer.state.get(p, {})
+        if "step" not in state or float(state["step"]) <= 0:
+            return False
+    return True
+
+
+@dataclass
+class SharpnessProbe:
+    """Sharpness of the training loss against the optimizer's stability threshold.
+
+    With H the Hessian of the training loss (``ctx.loss_fn``, or the loss on the first
+    ``max_samples`` trials of the batch) in the trained parameters and η the optimizer's learning
+    rate (one for all parameter groups):
+
+    - ``lambda_max``: λ_max(H) (edge of stability, arXiv 2103.00065);
+    - ``directional_curvature``: the curvature along the update direction
+      (:func:`~gdlens.probes.sharpness.directional_curvature`): ``gᵀHg/gᵀg`` for SGD, the
+      preconditioned ``(Dg)ᵀH(Dg)/gᵀDg`` with Adam's ``D = 1/(√v̂+ε)``;
+    - SGD: ``threshold`` = 2/η, or (2+2β)/η with heavy-ball momentum β (dampening and Nesterov
+      are not modelled); ``spike_warning`` = 1 when ``lambda_max > spike_margin · threshold``;
+    - Adam/AdamW (once the optimizer has state, i.e. from step 1): ``threshold`` = 2/η (GD's, for
+      reference), ``precond_sharpness`` λ_max(D^{1/2} H D^{1/2}) = λ_max(D H) (arXiv 2207.14484,
+      :func:`~gdlens.probes.sharpness.preconditioned_sharpness`), ``precond_threshold`` =
+      (2+2β₁)/((1−β₁)η), and ``spike_warning`` = 1 when the directional curvature exceeds
+      ``spike_margin · 2/η`` (Bai et al. arXiv 2506.04805, the rule of
+      :func:`~gdlens.probes.sharpness.spike_warning`);
+    - other optimizers: ``lambda_max`` and ``directional_curvature`` only (no threshold).
+
+    The eigenvalues come from :func:`~gdlens.probes.sharpness.lanczos_top_eig` on
+    :func:`~gdlens.probes.sharpness.hessian_operator` (``backend="autograd"`` by default: one
+    gradient graph per call, each Hessian–vector product one backward pass through it), started
+    from the eigenvector of the previous call (kept on the probe), to relative residual ``tol``:
+    the eigenvalue is within ``tol·λ`` of the exact one, and typically within ``(tol·λ)²/gap``
+    (with the default 1e-2, within 2e-3 relative on the runs of ``bench/probes.py``, 1e-5 with
+    ``tol=1e-3`` at ~1.5× the cost).
+
+    Cost per call: one gradient graph, then about 5–20 Hessian–vector products (each ≈ 1–2
+    training steps with the autograd backend) per eigenvalue — two eigenvalues for Adam — plus
+    one product for the directional curvature: 15–30 training steps' worth on the runs of
+    ``bench/probes.py``, so the default 8 log-spaced steps (9 calls with step 0) cost about 10% of
+    a 2000–3000-step run and less of longer ones. ``max_samples`` makes each product cheaper on
+    large batches; a sparser schedule or a looser ``tol`` cuts the number of products.
+    """
+
+    max_samples: int | None = None
+    tol: float = 1e-2
+    max_matvecs: int = 300
+    backend: str = "autograd"
+    spike_margin: float = 1.0
+    seed: int = 0
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=8))
+    name: str = "sharpness"
+    _v: Tensor | None = field(default=None, init=False, repr=False)
+    _v_pre: Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples must be a positive int or None, got {self.max_samples}")
+        if self.backend not in HESSIAN_BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; allowed: {HESSIAN_BACKENDS}")
+
+    def reset(self) -> None:
+        self._v, self._v_pre = None, None
+
+    def _loss(self, ctx: ProbeContext) -> Callable[[nn.Module], Tensor] | None:
+        if self.max_samples is None and ctx.loss_fn is not None:
+            return ctx.loss_fn
+        if ctx.batch is None:
+            return ctx.loss_fn
+        data = ctx.batch if self.max_samples is None else ctx.batch.subset(slice(0, self.max_samples))
+        return lambda m: data.loss_value(forward(m, data.x)[0])
+
+    def _top(self, A: Any, previous: Tensor | None) -> TopEig:
+        v0 = previous if previous is not None and previous.numel() == A.size_in else None
+        return lanczos_top_eig(A, v0=v0, tol=self.tol, max_matvecs=self.max_matvecs, seed=self.seed)
+
+    def compute(self, ctx: ProbeContext) -> dict[str, float]:
+        loss_fn = self._loss(ctx)
+        if loss_fn is None:
+            return {}
+        opt = ctx.optimizer
+        params = _trainable(ctx.model, opt)
+        loss = _functional_loss(ctx.model, loss_fn)
+        H = hessian_operator(loss, params, backend=self.backend)
+        top = self._top(H, self._v)
+        self._v = top.vector
+        out = {"lambda_max": top.value}
+        if opt is None:
+            out["directional_curvature"] = directional_curvature(loss, params, hessian=H)
+            return out
+        lr = _learning_rate(opt)
+        if isinstance(opt, torch.optim.Adam):  # AdamW included
+            out["threshold"] = stability_threshold(lr, "sgd")
+            if not _adam_ready(opt, params):
+                return out
+            beta1 = float(opt.param_groups[0]["betas"][0])
+            D = adam_preconditioner(opt, params)
+            s = DiagonalOperator(D.sqrt())
+            pre = self._top(s @ H @ s, self._v_pre)
+            self._v_pre = pre.vector
+            out["precond_sharpness"] = pre.value
+            out["precond_threshold"] = stability_threshold(lr, "adam", beta1=beta1)
+            curv = directional_curvature(loss, params, preconditioner=D, hessian=H)
+            out["directional_curvature"] = curv
+            out["spike_warning"] = float(spike_warning(curv, lr, "adam", beta1=0.0, margin=self.spike_margin))
+            return out
+        out["directional_curvature"] = directional_curvature(loss, params, hessian=H)
+        if isinstance(opt, torch.optim.SGD):
+            momentum = float(opt.param_groups[0].get("momentum", 0.0))
+            kind = "momentum" if momentum > 0 else "sgd"
+            out["threshold"] = stability_threshold(lr, kind, beta1=momentum)
+            out["spike_warning"] = float(spike_warning(top.value, lr, kind, beta1=momentum, margin=self.spike_margin))
+        return out
+
+
+# ---------------------------------------------------------------------- NTK
+def _alignment_targets(data: Any, idx: Tensor, out_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor | None:
+    """The targets of the trials ``idx`` shaped like the outputs (one-hot for cross-entropy), or
+    None when they cannot be (e.g. a readout that does not match the target's width)."""
+    t = data.target[idx]
+    if data.loss == "cross_entropy":
+        y = torch.nn.functional.one_hot(t.long(), num_classes=out_shape[-1]).to(dtype)
+    else:
+        y = t.to(dtype)
+    return y if tuple(y.shape) == tuple(out_shape) else None
+
+
+@dataclass
+class NTKProbe:
+    """The empirical NTK of the model's outputs (arXiv 1806.07572) on a fixed set of inputs.
+
+    At its first call the probe keeps ``n_samples`` trials of the training batch (``data="eval"``:
+    of the held-out data), spread evenly over it (:func:`spread_indices`), their targets, and
+    which output entries to use (:func:`ntk_entries`): all of them when the n samples have at
+    most ``max_outputs`` in all, otherwise the same evenly spread ``max_outputs // n`` entries of
+    each sample (time steps and channels of a sequence; for classification the samples' own
+    classes and classes spread evenly) — a principal submatrix of the full NTK, which bounds the
+    cost. Every call then builds the dense kernel ``Θ = J Jᵀ`` ``(m, m)`` on those entries
+    (:func:`ntk_matrix`) and records:
+
+    - ``trace``: tr Θ;  ``lambda_max``: its largest eigenvalue;
+    - ``effective_rank``: (tr Θ)²/‖Θ‖_F² (:func:`~gdlens.probes.ntk.ntk_effective_rank`);
+    - ``kernel_distance``: 1 − ⟨Θ, Θ₀⟩_F/(‖Θ‖_F‖Θ₀‖_F) to the kernel Θ₀ of the first recorded
+      step, kept by the probe (:func:`~gdlens.probes.ntk.kernel_distance`, arXiv 2010.15110);
+    - ``target_alignment``: ``yᵀΘy/(‖Θ‖_F‖y‖²)`` with y the targets at the same entries (one-hot
+      for cross-entropy) (:func:`~gdlens.probes.ntk.kernel_target_alignment`); ``centered=True``
+      centres kernel and targets over the samples (arXiv 1203.0550). The mask of masked tasks
+      is not applied.
+
+    Cost per call: m ≤ max(max_outputs, n_samples) vector–Jacobian products on the n samples
+    (batched ``chunk_size`` at a time), an ``(m, n_params)`` array, and O(m³) for the eigenvalue.
+    """
+
+    n_samples: int = 8
+    max_outputs: int = 128
+    data: str = "train"
+    centered: bool = False
+    chunk_size: int = 256
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=10))
+    name: str = "ntk"
+    _x: Tensor | None = field(default=None, init=False, repr=False)
+    _y: Tensor | None = field(default=None, init=False, repr=False)
+    _entries: Tensor | None = field(default=None, init=False, repr=False)
+    _K0: Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        _check_data_choice(self.data)
+        if self.n_samples < 1 or self.max_outputs < 1 or self.chunk_size < 1:
+            raise ValueError(
+                f"n_samples, max_outputs and chunk_size must be positive, got {self.n_samples}, "
+                f"{self.max_outputs}, {self.chunk_size}"
+            )
+
+    def reset(self) -> None:
+        self._x, self._y, self._entries, self._K0 = None, None, None, None
+
+    @property
+    def initial_kernel(self) -> Tensor | None:
+        """Θ₀, the kernel of the first recorded step (None before it)."""
+        return self._K0
+
+    @property
+    def entries(self) -> Tensor | None:
+        """The flat output entries the kernel is built on (None before the first call)."""
+        return self._entries
+
+    def compute(self, ctx: ProbeContext) -> dict[str, float]:
+        first = self._x is None
+        if first:
+            data = _data(ctx, self.data)
+            if data is None:
+                return {}
+            idx = spread_indices(data.x.shape[0], self.n_samples).to(data.x.device)
+            self._x = data.x[idx].detach().clone()
+        J = parameter_jacobian(_functional_model(ctx.model), _trainable(ctx.model), self._x)
+        if first:
+            self._entries = ntk_entries(data, idx, J.shape_out, self.max_outputs)
+        K = _kernel_from_rows(J, self.chunk_size, self._entries)
+        if first:
+            self._K0 = K.clone()
+            y = _alignment_targets(data, idx, J.shape_out, K.dtype)
+            self._y = None if y is None else y.reshape(-1)[self._entries.to(y.device)].reshape(J.shape_out[0], -1)
+        out = {
+            "trace": float(torch.diagonal(K).sum()),
+            "lambda_max": float(torch.linalg.eigvalsh(K.double())[-1]),
+            "effective_rank": ntk_effective_rank(K),
+            "kernel_distance": kernel_distance(K, self._K0),
+        }
+        if self._y is not None:
+            out["target_alignment"] = self._alignment(K, self._y)
+        return out
+
+    def _alignment(self, K: Tensor, y: Tensor) -> float:
+        """y: (n, r) targets at the kept entries; K: (n·r, n·r)."""
+        if not self.centered:
+            return kernel_target_alignment(K, y.reshape(-1))
+        n, r = y.shape
+        K4 = K.reshape(n, r, n, r)
+        K4 = K4 - K4.mean(dim=0, keepdim=True)
+        K4 = K4 - K4.mean(dim=2, keepdim=True)
+        yc = y - y.mean(dim=0, keepdim=True)
+        return kernel_target_alignment(K4.reshape(n * r, n * r), yc.reshape(-1))
+
+
+# ---------------------------------------------------------------------- representations
+@dataclass
+class RepresentationProbe:
+    """Dimensionality and drift of one layer's representation.
+
+    On ``n_samples`` trials of the training batch (``data="eval"``: the held-out data) spread
+    evenly over it (:func:`spread_indices`; all of them when the batch is smaller), fixed at the
+    first call, reads the activations of ``layer`` (:func:`layer_activations`:
+    a submodule's output through a forward hook; default the hidden states z of a state-space
+    model, or the input of the last ``nn.Linear``) and records:
+
+    - ``participation_ratio``: (Σλ)²/Σλ² of their covariance
+      (:func:`~gdlens.probes.representation.participation_ratio`);
+    - ``cka_init``: linear CKA (:func:`~gdlens.probes.similarity.linear_cka`, arXiv 1905.00414;
+      ``debiased`` for the unbiased HSIC) with the activations of the first recorded step, which
+      the probe keeps: 1 while the representation only rotates or rescales, lower as it drifts;
+    - ``cka_prev``: the same with the previous recorded step (from the second call on).
+
+    Cost per call: one forward pass on the fixed inputs and O(rows · p²) for CKA and the
+    participation ratio (rows = n_samples, or n_samples·T for sequences).
+    """
+
+    layer: str | None = None
+    n_samples: int = 256
+    data: str = "train"
+    debiased: bool = False
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=20))
+    name: str = "representation"
+    _x: Tensor | None = field(default=None, init=False, repr=False)
+    _first: Tensor | None = field(default=None, init=False, repr=False)
+    _prev: Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        _check_data_choice(self.data)
+        if self.n_samples < 2:
+            raise ValueError(f"n_samples must be at least 2, got {self.n_samples}")
+
+    def reset(self) -> None:
+        self._x, self._first, self._prev = None, None, None
+
+    @property
+    def inputs(self) -> Tensor | None:
+        """The fixed inputs (None before the first call)."""
+        return self._x
+
+    def compute(self, ctx: ProbeContext) -> dict[str, float]:
+        if self._x is None:
+            data = _data(ctx, self.data)
+            if data is None:
+                return {}
+            self._x = data.x[spread_indices(data.x.shape[0], self.n_samples).to(data.x.device)].detach().clone()
+        acts = layer_activations(ctx.model, self._x, self.layer)
+        out = {"participation_ratio": participation_ratio(acts)}
+        if self._first is None:
+            self._first = acts.clone()
+        out["cka_init"] = linear_cka(acts, self._first, debiased=self.debiased)
+        if self._prev is not None:
+            out["cka_prev"] = linear_cka(acts, self._prev, debiased=self.debiased)
+        self._prev = acts.clone()
+        return out

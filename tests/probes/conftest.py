@@ -1,0 +1,19 @@
+"""Shared fixtures of the probe tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run each probe test on one intra-op thread, then restore the setting.
+
+    The probes' tests are many small torch calls (Lanczos steps, vmapped Hessian–vector
+    products); with two threads per process on a shared machine those calls spend most of
+    their time waiting for each other (tens of times slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
