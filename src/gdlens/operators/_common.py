@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gdlens.operators.base import LinearOperator
+from gdlens.operators.base import LinearOperator, basis_chunks
 
 __all__ = ["Estimate", "make_generator", "rademacher", "apply_flat", "rapply_flat", "check_method", "check_square"]
 
@@ -93,15 +93,6 @@ def check_method(method: str, allowed: tuple[str, ...], what: str) -> None:
 def check_square(A: LinearOperator, what: str) -> None:
     if not A.is_square:
         raise ValueError(f"{what} needs a square operator, got shape_in {A.shape_in} and shape_out {A.shape_out}")
-
-
-def basis_chunks(n: int, chunk: int, dtype: torch.dtype, device: torch.device):
-    """Yield the identity's rows in blocks: (stop-start, n) tensors."""
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        E = torch.zeros(stop - start, n, dtype=dtype, device=device)
-        E[torch.arange(stop - start), torch.arange(start, stop)] = 1
-        yield E
 
 
 def sample_stderr(samples: Tensor) -> float | None:

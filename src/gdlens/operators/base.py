@@ -42,6 +42,15 @@ def _as_shape(shape: int | Sequence[int]) -> Shape:
     return out
 
 
+def basis_chunks(n: int, chunk: int, dtype: torch.dtype, device: torch.device):
+    """Yield the rows of the n × n identity in blocks of at most ``chunk``: (rows, n) tensors."""
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        E = torch.zeros(stop - start, n, dtype=dtype, device=device)
+        E[torch.arange(stop - start), torch.arange(start, stop)] = 1
+        yield E
+
+
 class LinearOperator:
     """A linear map from tensors of shape ``shape_in`` to tensors of shape ``shape_out``.
 
@@ -204,11 +213,9 @@ class LinearOperator:
         ``(*shape_out, *shape_in)``."""
         n = self.size_in
         cols = []
-        for start in range(0, n, chunk_size):
-            stop = min(start + chunk_size, n)
-            basis = torch.zeros(stop - start, n, dtype=self.dtype, device=self.device)
-            basis[torch.arange(stop - start), torch.arange(start, stop)] = 1
-            cols.append(self.matmat(basis.reshape(stop - start, *self.shape_in)).reshape(stop - start, -1))
+        for basis in basis_chunks(n, chunk_size, self.dtype, self.device):
+            k = basis.shape[0]
+            cols.append(self.matmat(basis.reshape(k, *self.shape_in)).reshape(k, -1))
         M = torch.cat(cols, dim=0).T if cols else torch.zeros(self.size_out, 0, dtype=self.dtype, device=self.device)
         return M.reshape(*self.shape_out, *self.shape_in) if shaped else M
 

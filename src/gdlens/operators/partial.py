@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from gdlens.operators._common import Estimate, check_method, check_square, make_generator, rademacher
-from gdlens.operators.base import LinearOperator, PartialTraceOperator
+from gdlens.operators.base import LinearOperator, PartialTraceOperator, basis_chunks
 
 __all__ = ["partial_trace_samples", "partial_effective_rank"]
 
@@ -65,13 +65,11 @@ def partial_trace_samples(
         for _ in range(num_samples):
             z = rademacher(1, math.prod(traced_shape), gen, A.dtype, A.device)[0]
             rows = []
-            for start in range(0, n_k, chunk_size):
-                stop = min(start + chunk_size, n_k)
-                E = torch.zeros(stop - start, n_k, dtype=A.dtype, device=A.device)
-                E[torch.arange(stop - start), torch.arange(start, stop)] = 1
-                lifted = (E[:, :, None] * z[None, None, :]).reshape(stop - start, *[shape[d] for d in kept], *traced_shape)
+            for E in basis_chunks(n_k, chunk_size, A.dtype, A.device):
+                c = E.shape[0]
+                lifted = (E[:, :, None] * z[None, None, :]).reshape(c, *[shape[d] for d in kept], *traced_shape)
                 out = A._matmat(lifted.permute(0, *order).contiguous())
-                out = out.permute(*back).reshape(stop - start, n_k, -1)
+                out = out.permute(*back).reshape(c, n_k, -1)
                 rows.append(out @ z)  # (chunk, n_κ): columns κ' = start..stop of R_z, as rows
             samples.append(torch.cat(rows).T)
     return torch.stack(samples)
