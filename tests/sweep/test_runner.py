@@ -84,3 +84,22 @@ def test_failures_are_reported_not_raised(tmp_path, tiny_base):
 def test_bad_backend(tmp_path, tiny_base):
     with pytest.raises(ValueError):
         sweep([tiny_base()], tmp_path / "store", backend="slurm")
+
+
+def test_unguarded_script_gets_a_clear_error(tmp_path):
+    """A script that calls gd.sweep at import time breaks the spawn pool (each worker re-imports
+    it); the error names the ``if __name__ == "__main__":`` fix instead of BrokenProcessPool."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import gdlens as gd\n"
+        "spec = gd.sweep.SweepSpec(base={'task': {'name': 'teacher_student', 'input_dim': 3},"
+        " 'model': {'name': 'mlp', 'hidden': 4}, 'steps': 2, 'probes': ['metrics']}, seeds=2)\n"
+        "gd.sweep(spec, store='store', workers=2)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert 'if __name__ == "__main__":' in out.stderr
+    assert "RuntimeError: a sweep worker process died" in out.stderr

@@ -38,6 +38,27 @@ def test_training_lowers_the_loss_and_records_into_the_store(tmp_path):
     assert result.run.latest_checkpoint()[0] == 60
 
 
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_batches_follow_the_models_dtype(batch_size):
+    """A float64 model trains on a float32 task generator: every batch and the evaluation
+    set are cast to float64 (integer targets keep their dtype)."""
+    model = small_rnn().double()
+    seen = []
+
+    class DtypeProbe:
+        name, schedule = "dtype", Schedule(every=1)
+
+        def compute(self, ctx):
+            seen.append((ctx.batch.x.dtype, ctx.batch.target.dtype, ctx.eval_data.x.dtype))
+            return {}
+
+    result = gd.train(model, flip_flop_task(), steps=3, lr=1e-2, batch_size=batch_size, probes=[DtypeProbe()],
+                      progress=False)
+    assert np.all(np.isfinite(result.losses))
+    assert next(model.parameters()).dtype == torch.float64
+    assert len(seen) == 4 and all(x == torch.float64 and e == torch.float64 for x, _, e in seen)
+
+
 def test_full_batch_split_data_and_log_schedule():
     data = gd.tasks.modular_addition(p=7, train_fraction=0.6, seed=1, encoding="one_hot")
     torch.manual_seed(0)
@@ -223,3 +244,17 @@ def test_recorder_stores_arrays_returned_by_probes(tmp_path):
     steps, arrays = run.arrays()["vec/weights"]
     assert list(steps) == [0, 2, 4] and np.allclose(arrays[-1], model.weight_hh.detach()[0].numpy())
     assert list(run.metrics(wide=True)["vec/norm"].index) == [0, 2, 4]
+
+
+def test_result_metrics_match_the_stores_wide_table(tmp_path):
+    """TrainResult.metrics() (in memory) holds the same scalars, at the same steps, as the
+    store's wide table of the run, including the per-step training loss."""
+    result = gd.train(small_rnn(), flip_flop_task(), steps=20, lr=1e-2, batch_size=8, store=tmp_path, progress=False)
+    memory = result.metrics()
+    stored = gd.open_store(tmp_path).metrics(result.run.id, wide=True)
+    assert set(memory.columns) == set(stored.columns)
+    for column in stored.columns:
+        a, b = memory[column].dropna(), stored[column].dropna()
+        assert list(a.index) == list(b.index), column
+        assert np.allclose(a.to_numpy(), b.to_numpy()), column
+    assert gd.report.figures.loss_accuracy(memory) is not None

@@ -294,8 +294,15 @@ def _run_pool(configs: list[dict], path: str, sweep_name: str, workers: int) -> 
     with _single_threaded_env():
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(configs)), mp_context=ctx, initializer=_init_worker) as pool:
-            futures = [pool.submit(_worker, c, path, sweep_name) for c in configs]
-            return [f.result() for f in futures]
+            try:
+                futures = [pool.submit(_worker, c, path, sweep_name) for c in configs]
+                return [f.result() for f in futures]
+            except cf.BrokenExecutor as err:
+                raise RuntimeError(
+                    "a sweep worker process died before finishing. The pool starts its workers with 'spawn', "
+                    "which re-imports the calling script: in a script, call gd.sweep(...) under "
+                    "`if __name__ == \"__main__\":`. Runs that finished are in the store; a rerun skips them."
+                ) from err
 
 
 def _run_dask(configs: list[dict], path: str, sweep_name: str, workers: int, address: str | None):

@@ -56,6 +56,18 @@ class TrainResult:
         """(steps, values) of a recorded scalar, e.g. ``"metrics/test/accuracy"``."""
         return self.recorder.series(name)
 
+    def metrics(self):
+        """Every recorded scalar and the per-step ``train_step/loss`` as one wide pandas
+        DataFrame indexed by step: the same table ``Store.metrics(run, wide=True)`` gives for a
+        stored run, so ``gd.report.figures`` draw from a result held in memory too."""
+        import pandas as pd
+
+        frame = self.recorder.metrics()
+        losses = pd.Series(self.losses, index=np.arange(len(self.losses)), name="train_step/loss")
+        frame = frame.join(losses, how="outer") if len(frame.columns) else losses.to_frame()
+        frame.index.name = "step"
+        return frame
+
 
 def make_optimizer(
     params, optimizer: str | Callable | torch.optim.Optimizer, lr: float, weight_decay: float, betas, momentum: float
@@ -88,8 +100,12 @@ class _Batches:
     """The batch of each step: a fixed dataset (full batch or seeded minibatches) or fresh
     draws from a task generator."""
 
-    def __init__(self, task: Any, batch_size: int | None, seed: int, eval_data: TaskData | None) -> None:
+    def __init__(
+        self, task: Any, batch_size: int | None, seed: int, eval_data: TaskData | None,
+        device: torch.device | None = None, dtype: torch.dtype | None = None,
+    ) -> None:
         self.batch_size, self.seed, self.task = batch_size, seed, None
+        self.device, self.dtype = device, dtype
         if isinstance(task, str):
             task = get_task(task)
         if isinstance(task, Task):
@@ -113,16 +129,25 @@ class _Batches:
             self.fixed, default_eval = task, None
         else:
             raise TypeError(f"task must be a name, a gdlens.tasks.Task, TaskData or SplitData; got {type(task).__name__}")
-        self.eval_data = eval_data if eval_data is not None else default_eval
+        self.fixed = self._cast(self.fixed)
+        self.eval_data = self._cast(eval_data if eval_data is not None else default_eval)
         n = self.fixed.x.shape[0]
         if batch_size is not None and self.task is None and not 1 <= batch_size <= n:
             raise ValueError(f"batch_size must be between 1 and the dataset size {n}, got {batch_size}")
+
+    def _cast(self, data: TaskData | None) -> TaskData | None:
+        """``data`` on the model's device, its floating tensors in the model's dtype."""
+        if data is None or (self.device is None and self.dtype is None):
+            return data
+        return data.to(self.device, self.dtype)
 
     def __call__(self, step: int) -> TaskData:
         if self.batch_size is None:
             return self.fixed
         if self.task is not None:
-            return self.task.generate(self.batch_size, seed=self.seed * 1_000_003 + step + 1) if step else self.fixed
+            if not step:
+                return self.fixed
+            return self._cast(self.task.generate(self.batch_size, seed=self.seed * 1_000_003 + step + 1))
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         idx = torch.randperm(self.fixed.x.shape[0], generator=gen)[: self.batch_size]
         return self.fixed.subset(idx.to(self.fixed.x.device))
@@ -166,7 +191,10 @@ def train(
     Args:
         model: any nn.Module whose forward returns y or (y, z).
         task: a task name (``gd.tasks.TASKS``), a :class:`~gdlens.tasks.Task`, a TaskData
-            (fixed training set) or a SplitData (train and test).
+            (fixed training set) or a SplitData (train and test). Its batches (and
+            ``eval_data``) are moved to the device of the model's parameters and their
+            floating tensors cast to the parameters' dtype, so a float64 model trains on
+            float64 data.
         optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a factory or an optimizer instance.
         lr, weight_decay, betas, momentum: optimizer settings.
         steps: number of updates.
@@ -190,7 +218,9 @@ def train(
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    batches = _Batches(task, batch_size, seed, eval_data)
+    reference = next((p for p in model.parameters() if p.is_floating_point()), None)
+    batches = _Batches(task, batch_size, seed, eval_data, *(
+        (reference.device, reference.dtype) if reference is not None else (None, None)))
     probes = list(probes) if probes is not None else default_probes(isinstance(model, StateSpaceModel))
     opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, betas, momentum)
     if isinstance(store, (str,)) or (store is not None and not isinstance(store, Store)):

@@ -115,6 +115,21 @@ class Recorder:
         steps, values = zip(*self.history[name])
         return np.array(steps), np.array(values, dtype=float)
 
+    def metrics(self):
+        """The recorded scalars as a wide pandas DataFrame: one column per ``"<probe>/<key>"``,
+        indexed by step (NaN where a probe did not run), like ``Store.metrics(run, wide=True)``
+        but without a store; arrays are left out. The figures of ``gd.report.figures`` take it."""
+        import pandas as pd
+
+        columns = {}
+        for name, entries in self.history.items():
+            if entries and not isinstance(entries[0][1], np.ndarray):
+                steps, values = zip(*entries)
+                columns[name] = pd.Series(np.asarray(values, dtype=float), index=np.asarray(steps), name=name)
+        frame = pd.DataFrame(columns) if columns else pd.DataFrame()
+        frame.index.name = "step"
+        return frame.sort_index()
+
     def last(self, name: str, default: float = math.nan) -> Any:
         """The most recent value of ``name`` (``default`` if never recorded)."""
         entries = self.history.get(name)
