@@ -69,3 +69,24 @@ def test_jacobian_rows_are_its_adjoint(kind: str) -> None:
     rhs = sum((dtheta[n] * rows[n]).flatten(1).sum(1) for n in kp.theta)
     assert rel(lhs, rhs) <= 1e-12
     assert rel(kp.K @ V, kp.jacobian.jvp(rows)) <= 1e-10
+
+
+@pytest.mark.parametrize("kind", ["rnn-tanh", "gru", "lstm"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+def test_a_kpflow_is_a_snapshot_that_later_training_does_not_move(kind: str, fast: bool) -> None:
+    """Operators are built lazily; an optimiser step on the model between building the KPFlow
+    and using it must not change them (nor step_check's starting point)."""
+    import copy
+
+    case = make_case(kind, B=2, T=4, H=3)
+    frozen = copy.deepcopy(case.model)
+    kp = KPFlow(case.model, case.x, case.target, fast=fast)
+    reference = KPFlow(frozen, case.x, case.target, fast=fast)
+    with torch.no_grad():  # "train" the model after the snapshot
+        for p in case.model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    V = randn_like_shape(kp.shape, seed=3, k=2)
+    for name in ("K", "P", "G"):
+        assert rel(getattr(kp, name) @ V, getattr(reference, name) @ V) <= 1e-12, name
+    assert rel(kp.ntk @ torch.ones_like(kp.output), reference.ntk @ torch.ones_like(kp.output)) <= 1e-12
+    assert rel(kp.step_check(1e-3).actual, reference.step_check(1e-3).actual) <= 1e-12

@@ -71,3 +71,10 @@ def test_bad_inputs() -> None:
         model(torch.zeros(4, 5, 2, dtype=F64))
     with pytest.raises(ValueError, match="tanh"):
         RNN(3, 5, 2, nonlinearity="softsign")
+
+
+def test_sizes_are_checked():
+    with pytest.raises(ValueError, match="output_size"):
+        RNN(2, 4, 0)
+    with pytest.raises(ValueError, match="hidden_size"):
+        RNN(2, 0, 1)

@@ -154,6 +154,9 @@ def test_dense_operator_shaped_input_and_errors():
         DenseOperator(torch.randn(6, 20, dtype=F64), shape_in=(4, 4))
     with pytest.raises(ValueError, match="needs both"):
         DenseOperator(M)
+    before = M.clone()
+    A.dense().zero_()  # dense() is a copy: writing to it leaves the operator (and M) alone
+    assert rel_err(A.dense(), before.reshape(6, 20)) < 1e-15
 
 
 def test_callable_operator_single_vector_function_is_vmapped():

@@ -10,6 +10,7 @@ import torch
 
 from gdlens.operators import (
     DenseOperator,
+    DiagonalOperator,
     IdentityOperator,
     alignment,
     effective_rank,
@@ -62,6 +63,22 @@ def test_xtrace_is_exact_above_rank():
     truth = float(torch.trace(M))
     est = trace(A, method="xtrace", num_matvecs=16, seed=0)  # 8 test vectors > rank
     assert abs(est.value - truth) < 1e-10 * truth
+
+
+def test_xtrace_is_never_silently_wrong_on_coordinate_aligned_operators():
+    """Operators whose range lies on a few coordinates (identity, a rank-5 diagonal): ±1 test
+    vectors repeat there, so a sketch could look rank deficient before it holds the range. A
+    zero standard error must always come with the exact trace."""
+    d = torch.zeros(200, dtype=F64)
+    d[:5] = torch.linspace(0.5, 1.5, 5, dtype=F64)
+    cases = [(IdentityOperator(10, dtype=F64), 20), (IdentityOperator(3, dtype=F64), 30)]
+    cases += [(DiagonalOperator(d), m) for m in (8, 12, 16)]
+    for A, m in cases:
+        truth = float(torch.diagonal(A.dense()).sum())
+        for seed in range(100):
+            est = trace(A, method="xtrace", num_matvecs=m, seed=seed)
+            if est.stderr == 0.0:
+                assert abs(est.value - truth) < 1e-9 * truth, (A, m, seed, est)
 
 
 def _median_error(method: str, A, truth: float, m: int, seeds=range(40)) -> float:
@@ -292,6 +309,26 @@ def test_slq_stops_cleanly_on_invariant_subspace():
     weighted = d.nodes[d.weights > 1e-12]
     dist = (weighted[:, None] - spectrum[None, :]).abs().min(1).values
     assert float(dist.max()) < 1e-8 * float(spectrum.max())
+
+
+def test_slq_default_smoothing_ignores_weightless_padding():
+    """Eigenvalues {10, 12}: every probe's Lanczos run stops after 2 steps and pads with
+    weight-0 nodes at 0; the default width is 1% of 12 − 10, not of 12 − 0."""
+    A = DiagonalOperator(torch.tensor([10.0] * 20 + [12.0] * 20, dtype=F64))
+    d = spectral_density(A, num_probes=3, num_steps=10, seed=0)
+    grid = torch.linspace(9, 13, 4001, dtype=F64)
+    rho = d.density(grid)
+    assert abs(float(torch.trapezoid(rho, grid)) - 1) < 1e-6
+    half = grid[rho >= rho.max() / 2]
+    peak = half[half < 11]
+    width = float(peak.max() - peak.min())  # full width at half maximum of the peak at 10
+    assert width == pytest.approx(2.3548 * 0.02, rel=0.05)
+
+
+def test_svds_refuses_return_info():
+    A, _ = low_rank(40, 4)
+    with pytest.raises(ValueError, match="return_info"):
+        svds(A, 2, return_info=True)
 
 
 def test_top_eigs_uses_a_smaller_gram_factor_exactly():

@@ -52,6 +52,15 @@ def test_exact_partial_effective_rank_matches_dense_and_estimate_converges():
     assert errors[1] < errors[0]
 
 
+def test_numpy_integer_axes_are_accepted():
+    import numpy as np
+
+    A = IdentityOperator((3, 4, 5))
+    a = partial_effective_rank(A, np.int64(1), method="exact")
+    b = partial_effective_rank(A, 1, method="exact")
+    assert a.value == b.value == pytest.approx(4.0)
+
+
 def test_bad_keep_axes():
     A, _ = psd()
     with pytest.raises(ValueError, match="out of range"):

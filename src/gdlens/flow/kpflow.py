@@ -96,8 +96,9 @@ class KPFlow:
         self.model, self.x, self.z0 = model, x, None if z0 is None else z0.detach()
         self.loss_name, self._loss_fn = resolve_loss(loss)
         self.fast = fast
-        self.theta = {n: p.detach() for n, p in model.state_params().items()}
-        self.phi = {n: p.detach() for n, p in model.readout_params().items()}
+        # a snapshot: later optimiser steps on the model must not move this point of training
+        self.theta = {n: p.detach().clone() for n, p in model.state_params().items()}
+        self.phi = {n: p.detach().clone() for n, p in model.readout_params().items()}
         if not self.theta:
             raise ValueError(f"{type(model).__name__} has no state parameters θ: there is no flow to decompose")
         for name, p in {**self.theta, **self.phi}.items():
@@ -284,6 +285,11 @@ class KPFlow:
         the model, with the same loss L, and compare the change of the states with −lr·G e."""
         model = copy.deepcopy(self.model)
         params = [p for _, p in model.named_parameters()]
+        snapshot = {**self.theta, **self.phi}
+        with torch.no_grad():  # start from this KPFlow's point, even if the model has trained since
+            for name, p in model.named_parameters():
+                if name in snapshot:
+                    p.copy_(snapshot[name])
         for p in params:
             p.requires_grad_(True)
         with torch.enable_grad():

@@ -24,7 +24,8 @@ def build(name: str, input_size: int, hidden: int, output_size: int, g: float = 
     (g scales the recurrent weights), or ``"mlp"`` (g is the init scale; kwargs: depth,
     activation); for token pairs (N, 2) of modular arithmetic, ``"embedding_mlp"`` (p = output_size,
     width = hidden, g the embeddings' init std; kwargs: embedding, activation) and
-    ``"transformer"`` (p = output_size, d_model = hidden; kwargs: n_heads, d_mlp); or
+    ``"transformer"`` (p = output_size, d_model = hidden; kwargs: n_heads, d_mlp; g must stay 1);
+    the two token models ignore ``input_size`` (their input is the pair of tokens); or
     ``"deep_linear"`` (width = hidden, g the init scale; kwargs: depth, bias)."""
     if name == "rnn":
         return RNN(input_size, hidden, output_size, g=g, **kwargs)
@@ -37,6 +38,8 @@ def build(name: str, input_size: int, hidden: int, output_size: int, g: float = 
     if name == "embedding_mlp":
         return EmbeddingMLP(output_size, width=hidden, embed_std=g, **kwargs)
     if name == "transformer":
+        if g != 1.0:
+            raise ValueError(f"the transformer has no init-scale parameter g (got g={g}); leave g at 1.0")
         return Transformer1L(output_size, d_model=hidden, **kwargs)
     if name == "deep_linear":
         return DeepLinear(input_size, hidden, output_size, init_scale=g, **kwargs)

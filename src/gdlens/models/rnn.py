@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gdlens.models._common import check_nonnegative, check_positive
 from gdlens.models.base import Params, StateSpaceModel
 
 __all__ = ["RNN"]
@@ -40,6 +41,8 @@ class RNN(StateSpaceModel):
         learn_z0: bool = False,
     ) -> None:
         super().__init__()
+        check_positive(hidden_size=hidden_size, output_size=output_size)
+        check_nonnegative(input_size=input_size)
         if nonlinearity not in _NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {sorted(_NONLINEARITIES)}, got {nonlinearity!r}")
         self.input_size, self.state_size, self.output_size = input_size, hidden_size, output_size

@@ -55,7 +55,8 @@ class DenseOperator(LinearOperator):
         return (Y.reshape(k, -1) @ self.matrix).reshape(k, *self.shape_in)
 
     def dense(self, shaped: bool = False, chunk_size: int = 256) -> Tensor:
-        return self.matrix.reshape(*self.shape_out, *self.shape_in) if shaped else self.matrix
+        M = self.matrix.clone()  # a copy, like every other operator's dense(): writing to it leaves A alone
+        return M.reshape(*self.shape_out, *self.shape_in) if shaped else M
 
 
 class IdentityOperator(LinearOperator):

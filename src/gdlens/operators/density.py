@@ -53,10 +53,13 @@ class SpectralDensity:
 
     def density(self, grid: Tensor, sigma: float | None = None) -> Tensor:
         """Gaussian-smoothed density ``Σ_i w_i N(x; θ_i, σ²)`` on ``grid`` (integrates to 1).
-        ``sigma`` defaults to 1% of the spread of the nodes."""
+        ``sigma`` defaults to 1% of the spread of the nodes that carry weight (a probe whose
+        Lanczos run stopped early pads its nodes with weight-0 zeros, which do not count)."""
         nodes, weights = self.nodes.reshape(-1), self.weights.reshape(-1) / self.nodes.shape[0]
         if sigma is None:
-            spread = float(nodes.max() - nodes.min())
+            live = nodes[self.weights.reshape(-1) > 0]
+            live = live if live.numel() else nodes
+            spread = float(live.max() - live.min())
             sigma = 0.01 * spread if spread > 0 else 1.0
         grid = grid.to(nodes.dtype)
         z = (grid[:, None] - nodes[None, :]) / sigma

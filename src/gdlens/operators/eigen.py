@@ -258,6 +258,8 @@ def svds(
         raise ValueError(f"k must be an integer with 1 <= k <= min(n_in, n_out) = {small}, got {k!r}")
     flip = A.size_out < A.size_in
     B = A.T if flip else A
+    if kwargs.get("return_info"):
+        raise ValueError("svds does not take return_info; call top_eigs(A.gram(), k, return_info=True) for the details")
     vals, vecs = top_eigs(B.gram(), k, method=method, tol=tol, seed=seed, **kwargs)
     S = vals.clamp_min(0).sqrt()
     Vf = vecs.reshape(k, -1)

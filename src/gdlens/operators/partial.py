@@ -15,6 +15,7 @@ jackknife's.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -29,12 +30,12 @@ __all__ = ["partial_trace_samples", "partial_effective_rank"]
 def _split(A: LinearOperator, keep: int | Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     check_square(A, "a partial trace")
     ndim = len(A.shape_in)
-    keep_t = (keep,) if isinstance(keep, int) else tuple(keep)
+    keep_t = (keep,) if isinstance(keep, numbers.Integral) else tuple(keep)
     norm = []
     for d in keep_t:
-        if not isinstance(d, int) or not -ndim <= d < ndim:
+        if not isinstance(d, numbers.Integral) or isinstance(d, bool) or not -ndim <= d < ndim:
             raise ValueError(f"axis {d!r} is out of range for an operator on shape {A.shape_in}; allowed: 0..{ndim - 1}")
-        norm.append(d % ndim)
+        norm.append(int(d) % ndim)
     if not norm or len(set(norm)) != len(norm) or len(norm) == ndim:
         raise ValueError(
             f"keep must name distinct axes of {A.shape_in}, at least one and not all of them; got {keep_t}"
