@@ -83,6 +83,30 @@ def test_all_probe_sections(tmp_path):
     check_images(text)
 
 
+def test_clocks_from_the_summary_alone(tmp_path):
+    """A grokking run keeps its clocks in the summary only: the report still has a Clocks
+    section, and only steps (fit, generalization, representation) count as clocks, not eps,
+    threshold, ratios or drifts."""
+    from gdlens.report.html import _clocks
+
+    store = gd.open_store(tmp_path / "s")
+    run = store.create_run({"lr": 0.01, "task": {"name": "modular_addition"}})
+    for step in (0, 10, 100, 1000):
+        run.log(step, {"metrics/train/loss": 1 / (step + 1), "metrics/test/accuracy": min(1.0, step / 900)})
+    summary = {"clocks/fit": 120, "clocks/generalization": 900, "clocks/representation": 950,
+               "clocks/fit@0.001": 300, "clocks/eps": 0.01, "clocks/threshold": 0.95,
+               "clocks/rep_over_fit": 7.9, "clocks/energy_drift": 0.3}
+    run.finish(summary)
+    assert _clocks(run.metrics(wide=True), summary) == {
+        "fit": 120.0, "generalization": 900.0, "representation": 950.0, "fit@0.001": 300.0}
+    text = write_report(run, tmp_path / "clocks.html").read_text()
+    assert "<h2>Clocks</h2>" in text
+    table = text[text.index("clocks-table"):]
+    table = table[: table.index("</table>")]
+    assert "<th>generalization</th><td class='num'>900</td>" in table
+    assert "threshold" not in table and "eps" not in table and "energy_drift" not in table
+
+
 def test_sweep_report(tmp_path):
     store = gd.open_store(tmp_path / "s")
     for lr in (0.1, 0.01):

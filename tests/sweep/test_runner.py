@@ -75,6 +75,29 @@ def test_run_config_returns_the_completed_run(tmp_path, tiny_base):
     assert run_config(config, str(tmp_path / "store")) == a
 
 
+@pytest.mark.parametrize("extra", [{"optimizer": "sgd", "momentum": 0.9}, {"optimizer": "adam", "betas": [0.5, 0.9]}])
+def test_run_config_passes_momentum_and_betas_to_the_optimizer(tmp_path, tiny_base, extra):
+    """A config's momentum / betas reach the optimizer: the losses equal a direct gd.train with
+    them, and differ from the defaults."""
+    import numpy as np
+    import torch
+
+    config = normalize_config({**tiny_base(steps=8), **extra})
+    store = open_store(tmp_path / "store")
+    losses = store.metrics(run_config(config, store), names=["train_step/loss"])["value"].to_numpy()
+
+    def direct(**kw):
+        task = gd.tasks.get(**config["task"])
+        torch.manual_seed(config["seed"])
+        model = build_model(config, task)
+        return gd.train(model, task, optimizer=config["optimizer"], lr=config["lr"], steps=8, seed=config["seed"],
+                        probes=[], progress=False, **kw).losses
+
+    kw = {"momentum": 0.9} if "momentum" in extra else {"betas": (0.5, 0.9)}
+    assert np.allclose(losses, direct(**kw), rtol=1e-6, atol=0)
+    assert not np.allclose(losses, direct(), rtol=1e-6, atol=0)
+
+
 def test_failures_are_reported_not_raised(tmp_path, tiny_base):
     bad = dict(tiny_base(), model={"name": "nope", "hidden": 4})
     result = sweep([tiny_base(steps=3), bad], tmp_path / "store", backend="serial")

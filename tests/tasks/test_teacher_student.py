@@ -34,8 +34,12 @@ def test_reused_teacher_gives_fresh_samples_and_noise():
     torch.testing.assert_close(test.target, teacher(test.x), rtol=0, atol=0)
     noisy = teacher_student(4000, teacher=teacher, noise=0.2, seed=2, dtype=torch.float64)
     assert 0.18 < (noisy.target - teacher(noisy.x)).std().item() < 0.22
-    other = teacher_student(100, input_dim=4, teacher_width=3, seed=5, dtype=torch.float64)
+    same = teacher_student(100, input_dim=4, teacher_width=3, seed=5, dtype=torch.float64)
+    assert torch.equal(same.info["teacher"].W1, teacher.W1)  # the sample seed does not move the teacher
+    assert not torch.equal(same.x, train.x)
+    other = teacher_student(100, input_dim=4, teacher_width=3, seed=0, teacher_seed=1, dtype=torch.float64)
     assert not torch.equal(other.info["teacher"].W1, teacher.W1)
+    assert torch.equal(other.x, train.x)
     with pytest.raises(ValueError, match="Teacher"):
         teacher_student(10, teacher={"W1": teacher.W1})
 

@@ -258,3 +258,26 @@ def test_result_metrics_match_the_stores_wide_table(tmp_path):
         assert list(a.index) == list(b.index), column
         assert np.allclose(a.to_numpy(), b.to_numpy()), column
     assert gd.report.figures.loss_accuracy(memory) is not None
+
+
+def test_teacher_student_batches_and_held_out_set_share_one_teacher():
+    """gd.train draws minibatches and the held-out set with their own seeds; every one of them
+    must be labelled by the same teacher, or the test loss measures the wrong function."""
+    from gdlens.tasks.teacher_student import Teacher
+
+    teachers = []
+
+    class TeacherProbe:
+        name, schedule = "teacher", Schedule(every=1)
+
+        def compute(self, ctx):
+            teachers.append(ctx.batch.info["teacher"])
+            teachers.append(ctx.eval_data.info["teacher"])
+            return {}
+
+    torch.manual_seed(0)
+    model = gd.models.MLP(3, 8, 1)
+    task = gd.tasks.get("teacher_student", input_dim=3, teacher_width=2)
+    gd.train(model, task, steps=3, batch_size=16, probes=[TeacherProbe()], progress=False)
+    assert len(teachers) == 8 and all(isinstance(t, Teacher) for t in teachers)
+    assert all(torch.equal(t.W1, teachers[0].W1) and torch.equal(t.W2, teachers[0].W2) for t in teachers)

@@ -133,17 +133,25 @@ class _Page:
         )
 
 
+_CLOCK_STEP = re.compile(r"(fit|generalization|representation)([@/].*)?")
+
+
 def _clocks(metrics, summary: Mapping[str, Any]) -> dict[str, float]:
     """Clock steps to mark on step axes (the clocks probe records ``clocks/fit``,
     ``clocks/generalization``, ``clocks/representation``: the step each clock struck, NaN
-    before): summary entries named ``clocks/*`` and the last finite value of each ``clocks/*``
-    metric."""
+    before): summary entries named ``clocks/<clock>`` and the last finite value of each such
+    metric, where <clock> is fit, generalization or representation (with an ``@eps`` or
+    ``/<series>`` suffix). Other ``clocks/*`` entries (eps, threshold, rep_over_fit,
+    energy_drift) are not steps and stay in the summary table only."""
     out: dict[str, float] = {}
     for k, v in summary.items():
-        if k.startswith("clocks/") and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        if not (k.startswith("clocks/") and _CLOCK_STEP.fullmatch(k[len("clocks/"):])):
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             out[k[len("clocks/"):]] = float(v)
     for col in getattr(metrics, "columns", ()):
-        if col.startswith("clocks/") and col[len("clocks/"):] not in out:
+        name = col[len("clocks/"):] if col.startswith("clocks/") else None
+        if name is not None and _CLOCK_STEP.fullmatch(name) and name not in out:
             vals = metrics[col].dropna()
             if len(vals):
                 out[col[len("clocks/"):]] = float(vals.iloc[-1])
@@ -151,9 +159,9 @@ def _clocks(metrics, summary: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _array_group(name: str) -> str:
-    """The probe group of an array name: the part before the first ``/``, ``.`` or ``__`` (the
-    store forbids ``/`` in array names, so ``"<probe>.<key>"`` and ``"<probe>__<key>"`` are
-    accepted too)."""
+    """The probe group of an array name (``"<probe>/<key>"`` as the Recorder writes it, or
+    ``"<probe>.<key>"`` / ``"<probe>__<key>"`` from a user's own logging): the part before the
+    first ``/``, ``.`` or ``__``."""
     return re.split(r"/|\.|__", name, maxsplit=1)[0]
 
 
@@ -189,7 +197,7 @@ def render_run(run) -> str:
         cols = [c for c in metrics.columns if c.startswith(prefix)]
         group = prefix.rstrip("/")
         arr_names = [n for n in arrays if _array_group(n) == group]
-        if not cols and not arr_names:
+        if not cols and not arr_names and not (prefix == "clocks/" and clocks):
             continue
         used.update(cols)
         used.update(arr_names)

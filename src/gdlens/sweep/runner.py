@@ -6,7 +6,7 @@ A config is a nested dict::
     {"task": {"name": "teacher_student", "input_dim": 5},     # gd.tasks.get(name, **rest)
      "model": {"name": "mlp", "hidden": 32, "g": 1.0, ...},   # gd.models.build(name, ...)
      "optimizer": "adam", "lr": 1e-3, "steps": 200, "batch_size": None,
-     "weight_decay": 0.0, "seed": 0, "probes": "default"}
+     "weight_decay": 0.0, "seed": 0, "probes": "default"}      # optional: "betas", "momentum"
 
 ``seed`` seeds both the model's initialisation (``torch.manual_seed``) and the batches.
 ``probes`` is ``"default"``, ``"none"``, or a list of names from :data:`PROBES` (each a name
@@ -133,7 +133,9 @@ def run_config(config: Mapping[str, Any], store: Store | str, sweep: str | None 
     probes = build_probes(config["probes"], isinstance(model, StateSpaceModel))
     result = train(
         model, task, optimizer=config["optimizer"], lr=float(config["lr"]), steps=int(config["steps"]),
-        batch_size=config["batch_size"], weight_decay=float(config["weight_decay"]), probes=probes, store=store,
+        batch_size=config["batch_size"], weight_decay=float(config["weight_decay"]),
+        betas=tuple(config["betas"]) if config.get("betas") else None, momentum=float(config.get("momentum") or 0.0),
+        probes=probes, store=store,
         config=config, seed=int(config["seed"]), sweep=sweep, progress=False,
         resume=interrupted[-1] if interrupted else None,
     )

@@ -8,8 +8,10 @@ al. 2021, arXiv 2007.07497).
     target    (N, O) = f*(x) + noise · N(0, 1)
     loss      "mse" (L = mean over samples of ‖y − y*‖²)
 
-No time axis. ``info["teacher"]`` is the :class:`Teacher`; pass it back as ``teacher=`` to draw
-fresh samples (a test set) from the same teacher.
+No time axis. The teacher is drawn from ``teacher_seed`` and the samples from ``seed``, so every
+seed labels its inputs with the same teacher: a training set, a held-out set and fresh
+minibatches drawn by ``gd.train`` (each with its own seed) all come from one function.
+``info["teacher"]`` is the :class:`Teacher`; ``teacher=`` reuses one directly.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ def teacher_student(
     teacher: Teacher | None = None,
     seed: int | torch.Generator = 0,
     dtype: torch.dtype = torch.float32,
+    teacher_seed: int = 0,
 ) -> TaskData:
     """Samples labelled by a random teacher (module docstring for the definition).
 
@@ -74,8 +77,10 @@ def teacher_student(
         activation: "relu" or "tanh".  noise: label-noise std ≥ 0.
         bias: draw the hidden biases b1 (else 0).
         teacher: reuse this teacher (input_dim, teacher_width, activation, output_dim and bias
-            are then taken from it); otherwise one is drawn from ``seed``.
-        seed: int or torch.Generator.  dtype: floating dtype of x and target.
+            are then taken from it); otherwise one is drawn from ``teacher_seed``.
+        seed: int or torch.Generator for the inputs and the label noise.
+        dtype: floating dtype of x and target.
+        teacher_seed: int seed of the teacher's weights (independent of ``seed``).
     """
     check_int("n_samples", n_samples, 1)
     noise = check_nonneg("noise", noise)
@@ -86,11 +91,13 @@ def teacher_student(
         check_int("teacher_width", teacher_width, 1)
         check_int("output_dim", output_dim, 1)
         check_choice("activation", activation, ACTIVATIONS)
-        W1 = torch.randn(teacher_width, input_dim, generator=gen, dtype=torch.float64) / input_dim**0.5
-        b1 = torch.randn(teacher_width, generator=gen, dtype=torch.float64)
+        check_int("teacher_seed", teacher_seed, 0)
+        tgen = make_generator(teacher_seed)
+        W1 = torch.randn(teacher_width, input_dim, generator=tgen, dtype=torch.float64) / input_dim**0.5
+        b1 = torch.randn(teacher_width, generator=tgen, dtype=torch.float64)
         if not bias:
             b1 = torch.zeros_like(b1)
-        W2 = torch.randn(output_dim, teacher_width, generator=gen, dtype=torch.float64) / teacher_width**0.5
+        W2 = torch.randn(output_dim, teacher_width, generator=tgen, dtype=torch.float64) / teacher_width**0.5
         teacher = Teacher(W1=W1, b1=b1, W2=W2, activation=activation)
     elif not isinstance(teacher, Teacher):
         raise ValueError(
