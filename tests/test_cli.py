@@ -82,7 +82,7 @@ def test_bad_input_lists_what_is_allowed(tmp_path):
 
 def test_every_command_has_help_ending_with_an_example(capsys):
     parser = build_parser()
-    for command in ("demo", "train", "runs", "show", "export", "report", "sweep"):
+    for command in ("demo", "train", "runs", "show", "export", "report", "sweep", "bench"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
         out = capsys.readouterr().out.rstrip()
@@ -115,3 +115,25 @@ def test_train_grokking_runs_the_experiment_with_its_clocks(tmp_path):
                   "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "clocks/" in done.stdout and "completed" in done.stdout
+
+
+def test_train_grokking_refuses_options_that_do_not_apply(tmp_path):
+    for args, word in ((["--g", "2"], "--g"), (["--kp"], "--kp"), (["--model", "gru"], "--model"),
+                       (["--task-arg", "T=5"], "unknown --task-arg T")):
+        done = gdlens("train", "grokking", "--steps", "1", "--store", str(tmp_path / "runs"), *args)
+        assert done.returncode != 0 and word in done.stderr, (args, done.stderr)
+    ok = gdlens("train", "grokking", "--steps", "20", "--hidden", "16", "--task-arg", "p=11", "--name", "small",
+                "--store", str(tmp_path / "runs"), "--no-progress")
+    assert ok.returncode == 0, ok.stderr
+    from gdlens.store import open_store
+
+    runs = open_store(tmp_path / "runs").runs()
+    assert list(runs["name"]) == ["small"] and int(runs.loc[0, "config.grokking.p"]) == 11
+
+
+def test_bench_lists_and_refuses_unknown_names(capsys):
+    assert main(["bench", "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert {"operators", "kp", "tasks", "recording"} <= set(listed)
+    assert main(["bench", "no_such_bench"]) == 2
+    assert "available: " in capsys.readouterr().err

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 DEFAULT_STORE = "gdlens-runs"
 
@@ -47,11 +49,27 @@ TRAIN_DEFAULTS = {"model": "gru", "hidden": 64, "g": 1.0, "optimizer": "adam", "
 def _grokking(args: argparse.Namespace) -> int:
     from gdlens.experiments.grokking import run_grokking
 
+    ignored = [flag for flag, value in (("--g", args.g), ("--optimizer", args.optimizer),
+                                        ("--batch-size", args.batch_size)) if value is not None]
+    ignored += ["--kp"] if args.kp else []
+    ignored += ["--nonlinearity"] if args.nonlinearity != "tanh" else []
+    if ignored:
+        raise SystemExit(f"gdlens train grokking: {', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply (full-batch AdamW on an embedding "
+                         "MLP or transformer); see 'gdlens train --help'")
+    if args.model not in (None, "embedding_mlp", "transformer"):
+        raise SystemExit(f"gdlens train grokking: --model must be embedding_mlp or transformer, got {args.model}")
     overrides = {k: v for k, v in (("steps", args.steps), ("lr", args.lr), ("weight_decay", args.weight_decay),
-                                   ("width", args.hidden)) if v is not None}
+                                   ("width", args.hidden), ("name", args.name)) if v is not None}
+    if args.model == "transformer":
+        overrides["model"] = "transformer"
     if args.betas:
         overrides["betas"] = tuple(args.betas)
-    result = run_grokking(seed=args.seed, store=args.store, progress=not args.no_progress, **overrides)
+    task_args = _key_values(args.task_arg)
+    unknown = sorted(set(task_args) - {"p", "train_fraction", "operation"})
+    if unknown:
+        raise SystemExit(f"gdlens train grokking: unknown --task-arg {', '.join(unknown)}; allowed: p, train_fraction, "
+                         "operation")
+    result = run_grokking(seed=args.seed, store=args.store, progress=not args.no_progress, **task_args, **overrides)
     print(f"run {result.run.id} {result.run.status} in {args.store}")
     for key in sorted(k for k in result.summary if k.startswith("clocks/") or k in ("grokked", "final_train_loss")):
         print(f"  {key}: {result.summary[key]}")
@@ -153,6 +171,39 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if not result.errors else 1
 
 
+def bench_dir() -> Path | None:
+    """The ``bench/`` folder of a source checkout: ``./bench`` or the one beside ``src/`` of the
+    installed (editable) package. Benchmarks are not part of the wheel."""
+    import gdlens
+
+    for candidate in (Path.cwd() / "bench", Path(gdlens.__file__).resolve().parents[2] / "bench"):
+        if candidate.is_dir() and any(candidate.glob("*.py")):
+            return candidate
+    return None
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    folder = bench_dir()
+    if folder is None:
+        raise ValueError("no bench/ folder found: benchmarks live in the source checkout; run from a clone of gdlens")
+    available = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    if args.list or not args.names:
+        for name in available:
+            print(name)
+        return 0
+    unknown = [n for n in args.names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown benchmark {', '.join(unknown)}; available: {', '.join(available)}")
+    extra = shlex.split(args.args)
+    status = 0
+    for name in args.names:
+        print(f"== bench/{name}.py {' '.join(extra)}", flush=True)
+        status = max(status, subprocess.run([sys.executable, str(folder / f"{name}.py"), *extra]).returncode)
+    return status
+
+
 # ---------------------------------------------------------------------- parser
 def _command(sub, name: str, func: Callable, help: str, example: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
@@ -234,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, default=2)
     sw.add_argument("--address", default=None, help="Dask scheduler address (default: a loopback LocalCluster)")
     sw.add_argument("--ensemble", action="store_true", help="train groups of small MLPs as one vectorised ensemble")
+
+    be = _command(sub, "bench", _bench, "run benchmarks from the source checkout's bench/ (each prints ratios "
+                  "measured in one run: ours against a dense or naive baseline)", "gdlens bench operators kp --args='--repeats 3'")
+    be.add_argument("names", nargs="*", help="benchmarks to run (none: list them)")
+    be.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    be.add_argument("--args", default="", help="arguments passed to every benchmark, e.g. --args='--repeats 3'")
     return parser
 
 

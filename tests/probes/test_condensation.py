@@ -151,3 +151,12 @@ def test_bad_inputs():
         relative_change({"w": torch.zeros(2, 2)}, {"w": torch.zeros(4)})
     with pytest.raises(ValueError, match="names"):
         relative_change({"w": torch.zeros(2)}, {"v": torch.zeros(2)})
+
+
+def test_parameters_passed_directly_give_plain_tensors():
+    layer = torch.nn.Linear(3, 5)
+    S = orientation_similarity(layer.weight, layer.bias)
+    assert not S.requires_grad
+    oa = orientation_amplitude(torch.nn.Parameter(torch.randn(4, 1)), torch.nn.Parameter(torch.randn(4)),
+                               torch.nn.Parameter(torch.randn(2, 4)))
+    assert not oa.angle.requires_grad and not oa.amplitude.requires_grad

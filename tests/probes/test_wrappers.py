@@ -126,7 +126,8 @@ def test_resolve_layer():
     assert resolve_layer(model, "net.2") == ("net.2.weight", "net.2.bias")
     assert resolve_layer(model, "net.4.weight") == ("net.4.weight", "net.4.bias")
     gru = gd.models.GRU(2, 4, 1)
-    assert resolve_layer(gru) == ("readout.weight", "readout.bias")  # its only nn.Linear
+    with pytest.raises(ValueError, match="layer='weight_ih'"):  # its only nn.Linear is the readout: ask
+        resolve_layer(gru)
     assert resolve_layer(gru, "weight_ih") == ("weight_ih", "bias_ih")  # weight_* -> bias_*
     assert resolve_layer(gru, "readout") == ("readout.weight", "readout.bias")
 

@@ -215,7 +215,9 @@ def fourier_sparsity(E: Tensor, k: int = 8) -> float:
 
         S_k(E) = Σ_{k largest P_j, j ≥ 1} P_j / Σ_{j ≥ 1} P_j   ∈ [k/⌊p/2⌋, 1].
 
-    About k/⌊p/2⌋ for a random embedding, 1 for one built from k frequencies (the "clock"
+    Above k/⌊p/2⌋ for a random embedding, the more so the fewer its columns (picking the top k
+    favours noise: 0.18 against 0.17 at p = 97, d = 256, k = 8, but 0.41 against 0.27 at p = 23,
+    d = 6, k = 3); 1 for one built from k frequencies (the "clock"
     representation of grokked modular addition, Nanda et al. arXiv 2301.05217). ``nan`` when E is
     constant over tokens. k is clipped to ⌊p/2⌋.
     """

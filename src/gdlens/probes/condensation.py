@@ -55,13 +55,13 @@ def neuron_vectors(W: Tensor, b: Tensor | None = None) -> Tensor:
             but the first are flattened.
         b: ``(m,)`` biases, or None.
     """
-    W = as_tensor(W, "W")
+    W = as_tensor(W, "W").detach()  # a measurement: parameters passed in directly carry no graph out
     if W.dim() == 0:
         raise ValueError(f"W must have shape (m, d) (one row per neuron), got a scalar of shape {tuple(W.shape)}")
     U = W.reshape(W.shape[0], -1)
     if b is None:
         return U
-    b = as_tensor(b, "b")
+    b = as_tensor(b, "b").detach()
     if b.dim() != 1 or b.shape[0] != W.shape[0]:
         raise ValueError(
             f"b must have shape (m,) = ({W.shape[0]},) to match W of shape {tuple(W.shape)}, got "
@@ -237,7 +237,7 @@ def orientation_amplitude(W: Tensor, b: Tensor | None = None, a: Tensor | None =
         a: output weights: ``(m,)``, or the next layer's weight ``(o, m)`` (``‖a_i‖`` is then the
             norm of column i), or None.
     """
-    W = as_tensor(W, "W")
+    W = as_tensor(W, "W").detach()
     if not (W.dim() == 1 or (W.dim() == 2 and W.shape[1] == 1)):
         raise ValueError(f"orientation_amplitude needs a scalar input: W of shape (m, 1) or (m,), got {tuple(W.shape)}")
     w = W.reshape(-1)
@@ -245,13 +245,13 @@ def orientation_amplitude(W: Tensor, b: Tensor | None = None, a: Tensor | None =
     if b is None:
         bb = torch.zeros_like(w)
     else:
-        bb = as_tensor(b, "b")
+        bb = as_tensor(b, "b").detach()
         if tuple(bb.shape) != (m,):
             raise ValueError(f"b must have shape ({m},) to match W of shape {tuple(W.shape)}, got {tuple(bb.shape)}")
     angle = torch.atan2(bb, w)
     amplitude = torch.sqrt(w**2 + bb**2)
     if a is not None:
-        a = as_tensor(a, "a")
+        a = as_tensor(a, "a").detach()
         if a.dim() == 1 and a.shape[0] == m:
             scale = a.abs()
         elif a.dim() == 2 and a.shape[1] == m:

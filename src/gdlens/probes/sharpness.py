@@ -251,7 +251,7 @@ def top_hessian_eig(
     :func:`gdlens.operators.top_eigs` on :func:`hessian_operator`; the residual tolerance
     ``tol`` (relative, default 1e-9 in float64) bounds the eigenvalue error by about
     ``(tol·|λ|_max)² / gap``. ``block_size`` (vectors per batched Hessian–vector call, default
-    ``max(2k, 8)``) and ``max_matvecs`` (a budget) go to ``top_eigs``; a small block (1 or 2)
+    that of ``top_eigs``: k + 1 on CPU, ``max(2k, 8)`` elsewhere) and ``max_matvecs`` (a budget) go to ``top_eigs``; a small block (1 or 2)
     spends fewer products on a well-separated top eigenvalue, which is what a probe run during
     training wants.
 

@@ -176,7 +176,9 @@ def resolve_layer(model: nn.Module, layer: str | None = None) -> tuple[str, str 
     ``layer`` is a parameter name (``"net.0.weight"``; its bias is the parameter named with
     ``weight`` replaced by ``bias``, e.g. ``weight_ih`` -> ``bias_ih``, when it has one entry per
     row) or a module name (``"net.0"``: its ``weight`` and ``bias``). ``None`` picks the first
-    ``nn.Linear`` in module order, and failing that the first parameter with two or more axes.
+    ``nn.Linear`` in module order, and failing that the first parameter with two or more axes;
+    for a gdlens state-space model (whose only ``nn.Linear`` is the readout) ``None`` raises and
+    asks for ``layer=``.
     """
     named = dict(model.named_parameters())
 
@@ -191,6 +193,13 @@ def resolve_layer(model: nn.Module, layer: str | None = None) -> tuple[str, str 
         return None
 
     if layer is None:
+        readout = getattr(model, "readout_prefixes", None)
+        if readout is not None:  # a state-space model: its only nn.Linear is the readout
+            raise ValueError(
+                f"{type(model).__name__} is a state-space model: name the layer whose neurons to measure, e.g. "
+                f"layer='weight_ih' (input weights; gated cells stack their gates by row), since the first "
+                f"nn.Linear would be the readout"
+            )
         for mod_name, mod in model.named_modules():
             if isinstance(mod, nn.Linear):
                 prefix = mod_name + "." if mod_name else ""
