@@ -79,6 +79,7 @@ def setups(quick: bool) -> dict[str, dict]:
             "task": lambda: gd.tasks.get("flip_flop", T=40, bits=3, pulse_prob=0.1),
             "train": {"optimizer": "adam", "lr": 3e-3, "steps": 2000 // scale, "batch_size": 64},
             "probes": ["condensation", "sharpness", "ntk", "representation"],
+            "probe_kwargs": {"condensation": {"layer": "weight_ih"}},  # a state-space model names its layer
         },
         "embedding": {
             "model": lambda: EmbeddingMLP(97),
@@ -102,7 +103,8 @@ def timed_run(setup: dict, probe_names: list[str]) -> tuple[float, dict[str, flo
     """(wall seconds of gd.train, {probe: seconds inside it}, {probe: number of calls})."""
     torch.manual_seed(0)
     model = setup["model"]()
-    probes = [PROBES[name]() for name in probe_names]
+    kwargs = setup.get("probe_kwargs", {})
+    probes = [PROBES[name](**kwargs.get(name, {})) for name in probe_names]
     gc.collect()
     t0 = time.perf_counter()
     result = gd.train(model, setup["task"](), probes=probes, progress=False, **setup["train"])

@@ -24,11 +24,12 @@ from gdlens.probes.training import default_probes
 from gdlens.store import Run, Store, open_store
 from gdlens.tasks import SplitData, Task, TaskData
 from gdlens.tasks import get as get_task
+from gdlens.train.flow import GradientFlow
 from gdlens.train.recorder import Recorder
 
 __all__ = ["train", "TrainResult", "make_optimizer"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "flow")
 
 
 @dataclass
@@ -72,14 +73,19 @@ class TrainResult:
 def make_optimizer(
     params, optimizer: str | Callable | torch.optim.Optimizer, lr: float, weight_decay: float, betas, momentum: float
 ) -> torch.optim.Optimizer:
-    """An optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``), a factory
-    ``params -> Optimizer``, or an instance (returned as is)."""
+    """An optimizer from a name (``"sgd"``, ``"adam"``, ``"adamw"``, or ``"flow"``: gradient flow
+    integrated with Armijo-controlled steps starting at ``lr``, :class:`gdlens.train.flow.GradientFlow`),
+    a factory ``params -> Optimizer``, or an instance (returned as is)."""
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if callable(optimizer):
         return optimizer(params)
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "flow":
+        if weight_decay or momentum or betas is not None:
+            raise ValueError("optimizer 'flow' integrates gradient flow on the loss alone: no weight_decay, momentum or betas")
+        return GradientFlow(params, lr=lr)
     if optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
         kwargs = {"betas": tuple(betas)} if betas is not None else {}
@@ -292,7 +298,11 @@ def train(
                 diverged = (step, value)
                 break
             loss.backward()
-            opt.step()
+            if getattr(opt, "requires_closure", False):  # e.g. GradientFlow's step-size test
+                with torch.no_grad():
+                    opt.step(lambda: loss_fn(model))
+            else:
+                opt.step()
             losses[step] = value
             pending.append((step, value))
             if len(pending) >= 100:
@@ -323,6 +333,9 @@ def train(
         "diverged_at": None,
     }
     summary.update({k: v for k, v in ((n, recorder.last(n)) for n in recorder.history) if isinstance(v, float)})
+    if isinstance(opt, GradientFlow):  # how far along the flow the run went, and at what cost
+        summary.update({"flow/time": opt.flow_time, "flow/final_lr": opt.lr, "flow/rejected_steps": opt.rejected,
+                        "flow/stalled_steps": opt.stalled})
     if diverged is not None:
         summary["diverged_at"] = diverged[0]
         if bar is not None:
