@@ -47,6 +47,15 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, f"{page.name} example failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
 
 
+def test_readme_python_example_runs(tmp_path: Path) -> None:
+    """The README's 20-line example is what a newcomer copies first: it must run as printed."""
+    readme = ROOT / "README.md"
+    assert page_script(readme).strip(), "the README has a ```python example"
+    result = run_page(readme, tmp_path)
+    assert result.returncode == 0, f"README example failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert (tmp_path / "gdlens-runs" / "store.sqlite").exists()
+
+
 if __name__ == "__main__":
     import tempfile
     import time
