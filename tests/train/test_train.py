@@ -281,3 +281,47 @@ def test_teacher_student_batches_and_held_out_set_share_one_teacher():
     gd.train(model, task, steps=3, batch_size=16, probes=[TeacherProbe()], progress=False)
     assert len(teachers) == 8 and all(isinstance(t, Teacher) for t in teachers)
     assert all(torch.equal(t.W1, teachers[0].W1) and torch.equal(t.W2, teachers[0].W2) for t in teachers)
+
+
+def test_a_resumed_run_keeps_its_probes_state_and_history(tmp_path):
+    """Stateful probes (the clocks' observation log, NTK/representation references, sharpness
+    warm starts) travel in the checkpoint, and the history before the checkpoint is read back:
+    an interrupted and resumed run reports what an uninterrupted one does."""
+    from gdlens.probes import ClockProbe, NTKProbe, RepresentationProbe
+
+    data = gd.tasks.modular_addition(p=7, train_fraction=0.7, seed=1, encoding="one_hot")
+
+    def model():
+        torch.manual_seed(0)
+        return gd.models.MLP(data.input_size, 32, 7)
+
+    def probes(stop: int | None = None):
+        out = [MetricsProbe(schedule=Schedule(every=5)), ClockProbe(schedule=Schedule(every=5), eps=0.5, threshold=0.3),
+               NTKProbe(schedule=Schedule(every=10), n_samples=4), RepresentationProbe(schedule=Schedule(every=10))]
+        if stop is not None:
+            class StopAt:
+                name, schedule = "stop", Schedule(every=1)
+
+                def compute(self, ctx):
+                    if ctx.step == stop:
+                        raise KeyboardInterrupt
+                    return {}
+
+            out.append(StopAt())
+        return out
+
+    kwargs = dict(steps=60, lr=1e-2, progress=False)
+    reference = gd.train(model(), data, probes=probes(), **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        gd.train(model(), data, store=tmp_path, checkpoint_every=20, probes=probes(stop=47), **kwargs)
+    store = gd.open_store(tmp_path)
+    (record,) = store.runs(as_frame=False)
+    state = store.run(record["id"]).latest_checkpoint()[1]
+    assert state["probes"]["clocks"]["observations"]["step"] == [0, 5, 10, 15, 20, 25, 30, 35]
+    resumed = gd.train(model(), data, store=store, resume=record["id"], probes=probes(), **kwargs)
+    for name in ("clocks/fit", "clocks/representation", "ntk/kernel_distance", "representation/cka_init", "representation/cka_prev",
+                 "metrics/train/loss"):
+        s_ref, v_ref = reference.series(name)
+        s_res, v_res = resumed.series(name)
+        assert list(s_res) == list(s_ref), name
+        assert np.allclose(v_res, v_ref, rtol=1e-4, atol=1e-6, equal_nan=True), name

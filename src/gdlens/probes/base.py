@@ -15,6 +15,7 @@ a user's own loop. Each probe is a thin wrapper around pure functions of the oth
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Probe", "ProbeContext", "Schedule", "as_schedule", "forward"]
+__all__ = ["Probe", "ProbeContext", "Schedule", "as_schedule", "forward", "probe_state", "load_probe_state"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,29 @@ class Probe(Protocol):
     schedule: Schedule
 
     def compute(self, ctx: ProbeContext) -> Mapping[str, float | Tensor | np.ndarray]: ...
+
+
+def probe_state(probe: Any) -> dict[str, Any] | None:
+    """What a probe carries from one call to the next, for checkpoints: ``probe.state_dict()``
+    when it defines one; for a dataclass probe, its fields declared with ``init=False`` (the
+    warm-start vectors, first kernels, fixed grids and observation logs of the built-in
+    probes); None for a stateless probe. Values must be tensors, numbers, strings or
+    containers of them (checkpoints are loaded with ``weights_only=True``)."""
+    if hasattr(probe, "state_dict"):
+        return probe.state_dict()
+    if dataclasses.is_dataclass(probe):
+        state = {f.name: getattr(probe, f.name) for f in dataclasses.fields(probe) if not f.init}
+        return state or None
+    return None
+
+
+def load_probe_state(probe: Any, state: Mapping[str, Any]) -> None:
+    """Restore what :func:`probe_state` saved."""
+    if hasattr(probe, "load_state_dict"):
+        probe.load_state_dict(state)
+        return
+    for key, value in state.items():
+        setattr(probe, key, value)
 
 
 def forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:

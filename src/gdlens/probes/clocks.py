@@ -398,7 +398,7 @@ class ClockProbe:
     threshold: float = 0.95
     energy: str | Callable[[nn.Module], float] = "l2"
     accuracy: str = "accuracy"
-    observations: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    observations: dict[str, list[float]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.schedule = as_schedule(self.schedule)

@@ -251,6 +251,8 @@ def train(
                 model.load_state_dict(state["model"])
                 opt.load_state_dict(state["optimizer"])
                 recorder.initial_params = state["initial_params"]
+                recorder.load_state(state.get("probes", {}))
+                recorder.restore_history(run, start)
         else:
             run = store.create_run(full_config, name=name, sweep=sweep)
         recorder.run = run
@@ -275,9 +277,10 @@ def train(
     def checkpoint(step: int) -> None:
         if run is not None:
             flush()
-            run.save_checkpoint(
-                step, {"model": model.state_dict(), "optimizer": opt.state_dict(), "initial_params": recorder.initial_params}
-            )
+            run.save_checkpoint(step, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "initial_params": recorder.initial_params,
+                "probes": recorder.state(),
+            })
 
     try:
         for step in range(start, steps + 1):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gdlens.probes.base import Probe, ProbeContext
+from gdlens.probes.base import Probe, ProbeContext, load_probe_state, probe_state
 
 __all__ = ["Recorder"]
 
@@ -114,6 +114,33 @@ class Recorder:
             raise KeyError(f"nothing recorded under {name!r}; recorded: {sorted(self.history)}")
         steps, values = zip(*self.history[name])
         return np.array(steps), np.array(values, dtype=float)
+
+    def state(self) -> dict[str, Any]:
+        """What the probes carry between calls (:func:`gdlens.probes.base.probe_state`), by
+        probe name, for a checkpoint."""
+        out = {}
+        for p in self.probes:
+            st = probe_state(p)
+            if st is not None:
+                out[p.name] = st
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state` (probes not in it are left as they are)."""
+        for p in self.probes:
+            if p.name in state:
+                load_probe_state(p, state[p.name])
+
+    def restore_history(self, run, before: int) -> None:
+        """Refill :attr:`history` with the scalars ``run`` stored at steps before ``before``
+        (a resumed run then reports its whole history, not only what it recorded since)."""
+        names = {p.name for p in self.probes}
+        for name, (steps, values) in run.metrics(as_frame=False).items():
+            if name.split("/", 1)[0] not in names:
+                continue
+            keep = [(int(s), float(v)) for s, v in zip(steps, values) if s < before]
+            if keep:
+                self.history[name] = keep + [e for e in self.history.get(name, []) if e[0] >= before]
 
     def metrics(self):
         """The recorded scalars as a wide pandas DataFrame: one column per ``"<probe>/<key>"``,
