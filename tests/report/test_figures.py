@@ -119,6 +119,32 @@ def test_phase_diagram_averages_seeds_and_leaves_holes():
     assert F.phase_diagram(runs, "config.lr", "config.depth", "summary.loss") is None
 
 
+def test_sweep_curve_means_seeds_and_picks_scales():
+    runs = pd.DataFrame({"config.g": [0.1, 0.1, 1.0, 10.0], "summary.loss": [1.0, 3.0, 50.0, 400.0],
+                         "summary.acc": [0.5, 0.7, 0.9, 1.0]})
+    fig = F.sweep_curve(runs, "config.g", ["summary.loss", "summary.acc"], log=[True, False])
+    loss_ax, acc_ax = fig.axes
+    assert list(loss_ax.lines[0].get_ydata()) == [2.0, 50.0, 400.0]  # mean of the two seeds at g = 0.1
+    assert loss_ax.get_xscale() == "log" and loss_ax.get_yscale() == "log" and acc_ax.get_yscale() == "linear"
+    assert loss_ax.get_title() == "loss" and loss_ax.get_xlabel() == "g"
+    cats = pd.DataFrame({"config.model": ["gru", "rnn", "gru"], "summary.loss": [1.0, 2.0, 3.0]})
+    ax = F.sweep_curve(cats, "config.model", ["summary.loss"]).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["gru", "rnn"]
+    assert F.sweep_curve(runs, "config.depth", ["summary.loss"]) is None
+
+
+def test_compare_runs_overlays_each_run_per_metric():
+    a = frame(**{"train_step/loss": curve(100), "kp/rank_G": curve()})
+    b = frame(**{"train_step/loss": curve(1)})
+    fig = F.compare_runs({"g=0.5": a, "g=2": b}, ["train_step/loss", "kp/rank_G", "absent"], log=("train_step/loss",))
+    visible = fig.axes
+    assert len(visible) == 2  # the absent column gets no panel
+    assert len(visible[0].lines) == 2 and len(visible[1].lines) == 1
+    assert visible[0].get_yscale() == "log" and visible[1].get_yscale() == "linear"
+    assert [t.get_text() for t in visible[0].get_legend().get_texts()] == ["g=0.5", "g=2"]
+    assert F.compare_runs({"a": a}, ["absent"]) is None
+
+
 def test_metric_group():
     fig = F.metric_group(frame(**{"param_norm/a": curve(), "param_norm/total": curve(2), "x/y": curve()}),
                          "param_norm/")

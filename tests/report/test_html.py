@@ -121,6 +121,20 @@ def test_sweep_report(tmp_path):
     check_images(text)
 
 
+def test_one_axis_sweep_report_has_curves_and_compares_its_runs(tmp_path):
+    store = gd.open_store(tmp_path / "s")
+    for g in (0.5, 1.0, 2.0):
+        run = store.create_run({"g": g, "lr": 0.01}, sweep="gs")
+        for step in (0, 1, 10, 100):
+            run.log(step, {"train_step/loss": g / (step + 1), "kp/rank_G": 10 * g + step})
+        run.finish({"final_train_loss": g / 101})
+    text = gdlens.report(store, tmp_path / "gs.html", name="gs").read_text()
+    assert "<h2>Over the swept axis</h2>" in text and "<h2>Runs compared</h2>" in text
+    assert "<h2>Phase diagrams</h2>" not in text
+    assert len(figure_ids(text)) == 2
+    check_images(text)
+
+
 def test_format_value():
     assert format_value(0.1234567891) == "0.123457" and format_value(3) == "3" and format_value(None) == "None"
     assert format_value(True) == "True" and format_value(float("nan")) == "nan"

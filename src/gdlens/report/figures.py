@@ -31,6 +31,8 @@ __all__ = [
     "orientation_scatter",
     "cka_matrix",
     "phase_diagram",
+    "sweep_curve",
+    "compare_runs",
     "metric_group",
     "spectral_order",
 ]
@@ -52,6 +54,18 @@ def _series(metrics, column: str) -> tuple[np.ndarray, np.ndarray]:
     values = np.asarray(s.to_numpy(), dtype=float)
     keep = np.isfinite(values)
     return steps[keep], values[keep]
+
+
+def _panel_grid(n: int, max_cols: int, size: tuple[float, float]) -> tuple[Figure, list]:
+    """A figure with n panels in rows of at most ``max_cols`` (each ``size`` inches); the
+    unused cells of the last row are removed."""
+    ncols = min(n, max_cols)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
 
 
 def _step_axis(ax) -> None:
@@ -124,12 +138,7 @@ def kp_panel(metrics, steps: Sequence[int] | None = None) -> Figure | None:
         panels.append("misdirection")
     if not panels:
         return None
-    ncols = min(len(panels), 2)
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in axes[len(panels):]:
-        ax.remove()
+    fig, axes = _panel_grid(len(panels), 2, (5.5, 3.6))
     for ax, panel in zip(axes, panels):
         if panel == "ranks":
             for n in ranks:
@@ -346,10 +355,78 @@ def phase_diagram(frame, x: str, y: str, value: str, log: bool = False) -> Figur
     ax.set_xticks(range(Z.shape[1]), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in grid.columns],
                   rotation=45, ha="right")
     ax.set_yticks(range(Z.shape[0]), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in grid.index])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.set_title(f"phase diagram: {value}")
-    fig.colorbar(im, ax=ax, label=value)
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(y))
+    ax.set_title(_label(value), fontsize=10)
+    fig.colorbar(im, ax=ax, label=_label(value))
+    return fig
+
+
+def _label(column: str) -> str:
+    """A column name without its table prefix (``summary.final_train_loss`` -> ``final_train_loss``)."""
+    return column.split(".", 1)[1] if column.startswith(("summary.", "config.")) else column
+
+
+def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool = False) -> Figure | None:
+    """A one-axis sweep: each column of ``values`` against the swept column ``x`` (one panel
+    per value, seeds shown as points and their mean as a line; x on a log scale when it is
+    positive and spans more than a decade, categorical when not numeric; y on a log scale where
+    ``log`` says so and the values span more than a factor 20). ``None`` without data."""
+    values = [v for v in values if v in getattr(frame, "columns", ())]
+    if x not in getattr(frame, "columns", ()) or not values:
+        return None
+    logs = [log] * len(values) if isinstance(log, bool) else list(log)
+    fig = Figure(figsize=(min(3.6 * len(values), 14), 3.3), layout="constrained")
+    axes = fig.subplots(1, len(values), squeeze=False)[0]
+    xs_raw = frame[x]
+    numeric = xs_raw.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
+    if numeric:
+        categories, xs = None, xs_raw.astype(float).to_numpy()
+    else:
+        categories = sorted({str(v) for v in xs_raw})
+        xs = np.array([categories.index(str(v)) for v in xs_raw], dtype=float)
+    for ax, value, lg in zip(axes, values, logs):
+        ys = frame[value].astype(float).to_numpy()
+        keep = np.isfinite(xs) & np.isfinite(ys)
+        ax.scatter(xs[keep], ys[keep], s=14, color="tab:blue", alpha=0.6)
+        grid = np.unique(xs[keep])
+        ax.plot(grid, [ys[keep][xs[keep] == g].mean() for g in grid], color="tab:blue")
+        if numeric and grid.size and grid.min() > 0 and grid.max() > 10 * grid.min():
+            ax.set_xscale("log")
+        if categories is not None:
+            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+        if lg and np.all(ys[keep] > 0) and ys[keep].max() > 20 * ys[keep].min():
+            ax.set_yscale("log")
+        ax.set_xlabel(_label(x))
+        ax.set_title(_label(value), fontsize=9)
+    return fig
+
+
+def compare_runs(metrics: Mapping[str, Any], columns: Sequence[str], titles: Mapping[str, str] | None = None,
+                 log: Sequence[str] = ()) -> Figure | None:
+    """Several runs side by side: one panel per column (present in at least one run), each run's
+    curve against step (symlog axis), labelled by the keys of ``metrics`` (label -> wide metrics
+    frame). Columns in ``log`` get a log y axis when positive and spanning more than a factor
+    20. ``None`` when no column has data."""
+    present = [c for c in columns if any(c in getattr(m, "columns", ()) and len(_series(m, c)[0])
+                                         for m in metrics.values())]
+    if not present:
+        return None
+    fig, axes = _panel_grid(len(present), 3, (4.2, 3.2))
+    for ax, col in zip(axes, present):
+        positive = True
+        for i, (label, m) in enumerate(metrics.items()):
+            if col not in getattr(m, "columns", ()):
+                continue
+            s, v = _series(m, col)
+            positive &= bool(np.all(v > 0))
+            ax.plot(s, v, color=f"C{i % 10}", lw=1.2, marker="o" if len(s) < 30 else None, ms=2, label=label)
+        lows, highs = ax.dataLim.y0, ax.dataLim.y1
+        if col in log and positive and highs > 20 * lows:  # a log axis only where values span decades
+            ax.set_yscale("log")
+        _step_axis(ax)
+        ax.set_title((titles or {}).get(col, col), fontsize=9)
+    axes[0].legend(fontsize=7)
     return fig
 
 

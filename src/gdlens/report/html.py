@@ -306,6 +306,30 @@ def _varied(frame, prefix: str) -> list[str]:
     return cols
 
 
+MAX_COMPARED_RUNS = 8
+_COMPARED = {
+    "train_step/loss": "training loss (every step)", "metrics/test/loss": "test loss",
+    "metrics/test/accuracy": "test accuracy", "kp/rank_K": "effective rank of K", "kp/rank_P": "effective rank of P",
+    "kp/rank_G": "effective rank of G", "kp/misdirection": "misdirection alignment(G, PPᵀ)",
+    "hidden/participation_ratio": "hidden participation ratio", "sharpness/lambda_max": "sharpness λ_max",
+    "clocks/fit": "fit clock", "rel_change/total": "relative change of θ",
+}
+
+
+def _compare_section(page: _Page, store, frame, axes: list[str]) -> None:
+    """Small sweeps: the runs' curves overlaid, labelled by their swept values."""
+    metrics = {}
+    for _, row in frame.iterrows():
+        label = ", ".join(f"{a[7:]}={format_value(row[a])}" for a in axes) or str(row["id"])[:8]
+        metrics[label] = store.metrics(row["id"], wide=True)
+    fig = F.compare_runs(metrics, list(_COMPARED), _COMPARED, log=("train_step/loss", "metrics/test/loss",
+                                                                   "kp/rank_K", "kp/rank_P", "kp/rank_G"))
+    if fig is not None:
+        page.section("Runs compared")
+        page.figure(fig, "The runs of the sweep over training, overlaid")
+        page.end()
+
+
 def render_sweep(store, sweep: str) -> str:
     """The HTML text of a sweep's report (see :func:`write_report`)."""
     frame = store.runs(sweep=sweep)
@@ -344,13 +368,13 @@ def render_sweep(store, sweep: str) -> str:
             page.figure(fig, f"Phase diagram of {v.split('.', 1)[1]} over {x[7:]} and {y[7:]}")
         page.end()
     elif shown and len(numeric_axes) == 1:
-        page.section("Phase diagrams")
+        page.section("Over the swept axis")
         x = numeric_axes[0]
-        frame = frame.assign(_one="all")
-        for v in shown:
-            fig = F.phase_diagram(frame, x, "_one", v, log="loss" in v)
-            page.figure(fig, f"{v.split('.', 1)[1]} over {x[7:]}")
+        fig = F.sweep_curve(frame, x, shown, log=["loss" in v for v in shown])
+        page.figure(fig, f"{', '.join(v.split('.', 1)[1] for v in shown)} against {x[7:]}")
         page.end()
+    if 1 < len(frame) <= MAX_COMPARED_RUNS:
+        _compare_section(page, store, frame, axes)
     meta = f"{len(frame)} runs;"
     return page.render(meta)
 
