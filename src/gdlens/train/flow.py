@@ -44,7 +44,7 @@ class GradientFlow(torch.optim.Optimizer):
         growth: factor applied to η after an accepted step (≥ 1), so η can track a flattening
             landscape; 1 never grows.
         max_backtracks: halvings before a step is given up (the parameters are then left
-            unchanged and ``state["stalled"]`` counts it).
+            unchanged and ``self.stalled`` counts it).
 
     ``step(closure)`` needs ``closure() -> loss`` evaluated at the current parameters without
     gradients (``gd.train`` passes one); the gradients must already be in ``.grad``. State:
