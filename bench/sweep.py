@@ -1,7 +1,8 @@
 """Sweep benchmark (issue 9), measured in one run on this machine (CPU, float32).
 
 1. Throughput: configurations × steps per second for E = 16 small MLPs (teacher-student,
-   width 32, full batch of 128, Adam), trained
+   width 32, full batch of 128, Adam), and for E = 16 GRUs (H = 32, memory-pro, minibatches
+   of 32, Adam), trained
      sequential  one gd.train after another (no probes, no store), one torch thread
      ensemble    gdlens.sweep.train_ensemble: one vmap'd program over stacked parameters
    Target: ensemble ≥ 4× sequential on CPU.
@@ -31,6 +32,12 @@ BASE = {
     "optimizer": "adam", "lr": 1e-2, "steps": 300, "probes": "none",
 }
 
+GRU_BASE = {
+    "task": {"name": "memory_pro", "T_fix": 5, "T_stim": 5, "T_delay": 10, "T_resp": 5},
+    "model": {"name": "gru", "hidden": 32, "g": 1.0},
+    "optimizer": "adam", "lr": 3e-3, "steps": 100, "batch_size": 32, "probes": "none",
+}
+
 SMOKE = SweepSpec(
     base=dict(BASE, steps=200, probes="default"),
     grid={"model.activation": ["relu", "tanh"], "model.g": [0.25, 1.0]},
@@ -40,13 +47,13 @@ SMOKE = SweepSpec(
 )
 
 
-def throughput(members: int, steps: int) -> dict[str, float]:
-    configs = [normalize_config(dict(BASE, steps=steps, seed=s)) for s in range(members)]
-    task = gd.tasks.get(**BASE["task"])
+def throughput(members: int, steps: int, base: dict = BASE) -> dict[str, float]:
+    configs = [normalize_config(dict(base, steps=steps, seed=s)) for s in range(members)]
+    task = gd.tasks.get(**base["task"])
     t0 = time.perf_counter()
     for c in configs:
         gd.train(build_model(c, task), task, optimizer="adam", lr=c["lr"], steps=steps, seed=c["seed"], probes=[],
-                 progress=False)
+                 batch_size=c["batch_size"], progress=False)
     sequential = time.perf_counter() - t0
     t0 = time.perf_counter()
     train_ensemble(configs)
@@ -79,11 +86,14 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    out = {"throughput": throughput(args.members, args.steps)}
-    t = out["throughput"]
+    out = {"throughput": throughput(args.members, args.steps),
+           "throughput_gru": throughput(args.members, max(args.steps // 3, 1), GRU_BASE)}
     if not args.json:
-        print(f"{t['members']} MLPs × {t['steps']} steps: sequential {t['sequential_cfg_steps_per_s']:.0f} cfg·steps/s, "
-              f"ensemble {t['ensemble_cfg_steps_per_s']:.0f} cfg·steps/s, speedup {t['speedup']:.1f}× (target ≥ 4×)")
+        for key, what in (("throughput", "MLPs"), ("throughput_gru", "GRUs")):
+            t = out[key]
+            print(f"{t['members']} {what} × {t['steps']} steps: sequential {t['sequential_cfg_steps_per_s']:.0f} "
+                  f"cfg·steps/s, ensemble {t['ensemble_cfg_steps_per_s']:.0f} cfg·steps/s, speedup {t['speedup']:.1f}× "
+                  "(target ≥ 4×)")
     if not args.skip_smoke:
         runs = [smoke(False)] + ([smoke(True)] if args.ensemble else [])
         out["smoke"] = runs

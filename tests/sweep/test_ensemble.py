@@ -13,10 +13,11 @@ from gdlens.sweep.runner import build_model, build_probes
 def _separate(config):
     config = normalize_config(config)
     task = gd.tasks.get(**config["task"])
+    model = build_model(config, task)
     return gd.train(
-        build_model(config, task), task, optimizer=config["optimizer"], lr=config["lr"], steps=config["steps"],
+        model, task, optimizer=config["optimizer"], lr=config["lr"], steps=config["steps"],
         batch_size=config["batch_size"], weight_decay=config["weight_decay"], seed=config["seed"],
-        probes=build_probes(config["probes"], False), progress=False,
+        probes=build_probes(config["probes"], isinstance(model, gd.models.StateSpaceModel)), progress=False,
     )
 
 
@@ -38,6 +39,25 @@ def test_ensemble_matches_separate_runs(tiny_base, optimizer, weight_decay, batc
         assert set(ens.recorders[i].history) == set(ref.recorder.history)
 
 
+@pytest.mark.parametrize("model", ["rnn", "gru", "lstm"])
+def test_recurrent_ensemble_matches_separate_runs(model):
+    """gdlens' recurrent models train as one ensemble through their pure θ/φ functions, with
+    fresh minibatches per member seed and the recurrent default probes."""
+    base = {"task": {"name": "flip_flop", "T": 12, "bits": 2, "pulse_prob": 0.2},
+            "model": {"name": model, "hidden": 8}, "optimizer": "adam", "steps": 15, "batch_size": 8,
+            "probes": "default"}
+    configs = [dict(base, seed=s, lr=lr, model=dict(base["model"], g=g))
+               for s, lr, g in [(0, 1e-2, 1.0), (1, 3e-3, 0.5), (2, 2e-2, 1.5)]]
+    assert ensemble_groups(configs) == ([[0, 1, 2]], [])
+    ens = train_ensemble(configs)
+    for i, config in enumerate(configs):
+        ref = _separate(config)
+        np.testing.assert_allclose(ens.losses[i], ref.losses, rtol=1e-4, atol=1e-6)
+        for key in ("metrics/test/loss", "hidden/participation_ratio", "rel_change/total"):
+            np.testing.assert_allclose(ens.summaries[i][key], ref.summary[key], rtol=1e-4, atol=1e-6)
+        assert set(ens.recorders[i].history) == set(ref.recorder.history)
+
+
 def test_ensemble_runs_land_in_the_store_and_are_skipped(tmp_path, tiny_base):
     store = open_store(tmp_path / "store")
     spec = {"base": tiny_base(steps=10), "grid": {"model.g": [0.5, 1.0], "lr": [1e-2, 1e-3]}, "seeds": 2, "name": "e"}
@@ -53,9 +73,9 @@ def test_ensemble_runs_land_in_the_store_and_are_skipped(tmp_path, tiny_base):
 
 def test_groups_and_divergence(tiny_base):
     mlp = [dict(tiny_base(), seed=s) for s in range(3)]
-    rnn = dict(tiny_base(), model={"name": "rnn", "hidden": 4})
+    transformer = dict(tiny_base(), model={"name": "transformer", "hidden": 4})
     other = dict(tiny_base(), steps=99)
-    groups, rest = ensemble_groups(mlp + [rnn, other])
+    groups, rest = ensemble_groups(mlp + [transformer, other])
     assert groups == [[0, 1, 2]] and rest == [3, 4]
     with pytest.raises(ValueError):
         train_ensemble([mlp[0], other])

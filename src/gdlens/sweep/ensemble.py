@@ -2,7 +2,8 @@
 
 The members' parameters are stacked along a new leading axis
 (:func:`torch.func.stack_module_state`), the loss of every member is computed at once with
-:func:`torch.func.vmap` over :func:`torch.func.functional_call`, and one elementwise
+:func:`torch.func.vmap` over :func:`torch.func.functional_call` (MLPs) or over the models' own
+pure functions ``readout(φ, unroll(θ, x))`` (gdlens' RNN, GRU and LSTM), and one elementwise
 optimizer (SGD or Adam/AdamW, written out so that each member may have its own learning rate)
 updates the stacks. The gradient of the summed loss with respect to member i's slice is
 member i's own gradient, and the optimizers act elementwise, so each member follows the same
@@ -25,14 +26,17 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from gdlens.models.base import StateSpaceModel
 from gdlens.store import Store, open_store
 from gdlens.store.store import canonical_config
 from gdlens.sweep.runner import build_model, build_probes, normalize_config
 
-__all__ = ["train_ensemble", "ensemble_groups", "EnsembleResult", "ENSEMBLE_FIELDS"]
+__all__ = ["train_ensemble", "ensemble_groups", "EnsembleResult", "ENSEMBLE_FIELDS", "ENSEMBLE_MODELS"]
 
 # the fields ensemble members may differ in
 ENSEMBLE_FIELDS = ("seed", "lr", "model.g")
+# the models an ensemble can train
+ENSEMBLE_MODELS = ("mlp", "rnn", "gru", "lstm")
 
 
 def _group_key(config: Mapping[str, Any]) -> str:
@@ -44,13 +48,14 @@ def _group_key(config: Mapping[str, Any]) -> str:
 
 
 def ensemble_groups(configs: Sequence[Mapping[str, Any]], min_size: int = 2) -> tuple[list[list[int]], list[int]]:
-    """Groups of MLP configs (indices) that differ only in :data:`ENSEMBLE_FIELDS`, and the
-    indices left over (other models, incompatible optimizers, groups smaller than ``min_size``)."""
+    """Groups of configs (indices) of one :data:`ENSEMBLE_MODELS` model that differ only in
+    :data:`ENSEMBLE_FIELDS`, and the indices left over (other models, incompatible optimizers,
+    groups smaller than ``min_size``)."""
     groups: dict[str, list[int]] = {}
     rest = []
     for i, config in enumerate(configs):
         config = normalize_config(config)
-        if config["model"]["name"] != "mlp" or config["optimizer"] not in ("sgd", "adam", "adamw"):
+        if config["model"]["name"] not in ENSEMBLE_MODELS or config["optimizer"] not in ("sgd", "adam", "adamw"):
             rest.append(i)
             continue
         groups.setdefault(_group_key(config), []).append(i)
@@ -89,8 +94,9 @@ def train_ensemble(
     sweep: str | None = None,
     threads: int | None = None,
 ) -> EnsembleResult:
-    """Train MLP ``configs`` (differing only in seed, ``lr`` and ``model.g``; see the module
-    docstring) as one vectorised ensemble, recording each member as its own run in ``store``.
+    """Train ``configs`` of one :data:`ENSEMBLE_MODELS` model (differing only in seed, ``lr`` and
+    ``model.g``; see the module docstring) as one vectorised ensemble, recording each member as
+    its own run in ``store``.
 
     Returns an :class:`EnsembleResult` (iterating over it gives the run ids).
     """
@@ -108,8 +114,9 @@ def train_ensemble(
     if len(keys) != 1:
         raise ValueError(f"ensemble members may differ only in {ENSEMBLE_FIELDS}")
     c0 = configs[0]
-    if c0["model"]["name"] != "mlp":
-        raise ValueError(f"the vectorised ensemble trains MLPs, got model {c0['model']['name']!r}")
+    if c0["model"]["name"] not in ENSEMBLE_MODELS:
+        raise ValueError(f"the vectorised ensemble trains {', '.join(ENSEMBLE_MODELS)}; got model "
+                         f"{c0['model']['name']!r}")
     kind, steps, wd = c0["optimizer"], int(c0["steps"]), float(c0["weight_decay"])
     betas, eps, momentum = tuple(c0.get("betas") or (0.9, 0.999)), 1e-8, float(c0.get("momentum", 0.0))
     if isinstance(store, str) or (store is not None and not isinstance(store, Store)):
@@ -127,17 +134,28 @@ def train_ensemble(
 
     from gdlens.tasks.base import loss_value
 
-    def member_loss(p, b, x, target, mask):
-        pred = functional_call(base, (p, b), (x,))
-        return loss_value(pred, target, loss_kind, mask)
+    recurrent = isinstance(models[0], StateSpaceModel)
+    if recurrent:  # their readout method hides the readout submodule from functional_call: use θ, φ
+        model0 = models[0]
+        theta_names = set(model0.state_params())
+
+        def member_loss(p, b, x, target, mask):
+            theta = {n: v for n, v in p.items() if n in theta_names}
+            phi = {n: v for n, v in p.items() if n not in theta_names}
+            pred = model0.readout(phi, model0.unroll(theta, x))
+            return loss_value(pred, target, loss_kind, mask)
+    else:
+        def member_loss(p, b, x, target, mask):
+            pred = functional_call(base, (p, b), (x,))
+            return loss_value(pred, target, loss_kind, mask)
 
     recorders, runs = [], []
     for c, model in zip(configs, models):
-        probes = build_probes(c["probes"], recurrent=False)
+        probes = build_probes(c["probes"], recurrent=recurrent)
         if probes is None:
             from gdlens.probes.training import default_probes
 
-            probes = default_probes(False)
+            probes = default_probes(recurrent)
         run = None
         if store is not None:
             full = {

@@ -165,7 +165,9 @@ def kpflow_spec(
     )
 
 
-def kpflow_phase_diagram(store: Store | str, backend: str = "local", workers: int = 2, **spec_kwargs: Any):
+def kpflow_phase_diagram(
+    store: Store | str, backend: str = "local", workers: int = 2, ensemble: bool = True, **spec_kwargs: Any
+):
     """Run (or reuse) :func:`kpflow_spec` and reduce it: one row per (model, g) with
     ``rank_K``, ``rank_P``, ``rank_G`` and ``participation_ratio`` at ``_init`` (step 0) and
     ``_final`` (last step), and the final loss; seeds averaged."""
@@ -173,7 +175,7 @@ def kpflow_phase_diagram(store: Store | str, backend: str = "local", workers: in
 
     store = open_store(store) if not isinstance(store, Store) else store
     spec = kpflow_spec(**spec_kwargs)
-    result = sweep(spec, store, backend=backend, workers=workers)
+    result = sweep(spec, store, backend=backend, workers=workers, ensemble=ensemble)
     names = {"kp/rank_K": "rank_K", "kp/rank_P": "rank_P", "kp/rank_G": "rank_G",
              "hidden/participation_ratio": "participation_ratio"}
     rows = []
