@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--backend", choices=("local", "serial", "dask"), default="local")
     sw.add_argument("--workers", type=int, default=2)
     sw.add_argument("--address", default=None, help="Dask scheduler address (default: a loopback LocalCluster)")
-    sw.add_argument("--ensemble", action="store_true", help="train groups of small MLPs as one vectorised ensemble")
+    sw.add_argument("--ensemble", action="store_true", help="train groups of small MLPs, RNNs, GRUs or LSTMs as one vectorised ensemble")
 
     be = _command(sub, "bench", _bench, "run benchmarks from the source checkout's bench/ (each prints ratios "
                   "measured in one run: ours against a dense or naive baseline)", "gdlens bench operators kp --args='--repeats 3'")

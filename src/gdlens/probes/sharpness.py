@@ -496,7 +496,7 @@ def stability_threshold(lr: float, optimizer: str = "sgd", beta1: float = 0.9) -
         return (2.0 + 2.0 * beta1) / lr
     if name in ("adam", "adamw"):
         return (2.0 + 2.0 * beta1) / ((1.0 - beta1) * lr)
-    raise ValueError(f"unknown optimizer {optimizer!r}; allowed: 'sgd', 'gd', 'momentum', 'adam', 'adamw'")
+    raise ValueError(f"unknown optimizer {optimizer!r}; allowed: 'sgd', 'gd', 'momentum', 'heavy_ball', 'adam', 'adamw'")
 
 
 def spike_warning(

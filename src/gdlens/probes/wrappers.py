@@ -18,8 +18,9 @@ Each class follows the :class:`~gdlens.probes.base.Probe` protocol (``name``, ``
 
 Probes that compare with "the first recorded step" (NTK, representation) or fix something at
 their first call (the frequency peaks, the inputs of the NTK and representation probes) keep that
-state on the instance: use one instance per run, or call ``reset()`` between runs. A resumed run
-starts from a fresh instance, whose reference is then the first step recorded after resuming.
+state on the instance (its ``init=False`` fields): use one instance per run, or call ``reset()``
+between runs. That state travels in ``gd.train``'s checkpoints
+(:func:`gdlens.probes.base.probe_state`), so a resumed run keeps the reference of its first step.
 
 The probes that differentiate the model (sharpness, NTK) need the loss or the outputs as a
 function of the parameters. They swap the given tensors into the model's own parameter slots for

@@ -90,7 +90,7 @@ def condensation_phase_diagram(
     threshold: float = 0.95, **spec_kwargs: Any,
 ):
     """Run (or reuse) :func:`condensation_spec` and reduce it: one row per (activation, gamma,
-    hidden) with ``g``, ``rd`` (relative change of the input weights, mean over seeds),
+    hidden) with ``init_std``, ``rd`` (relative change of the input weights, mean over seeds),
     ``orientations`` (condensed orientations of the input layer, mean over seeds),
     ``final_loss`` and ``loss_ratio`` (final over initial training loss: RD is read at the end
     of training, which should be near convergence), and per (activation, gamma) the ``slope``

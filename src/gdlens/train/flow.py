@@ -19,8 +19,8 @@ than the current gradient's can be re-excited when η grows; it is caught by the
 matters, and stays small: on ½(100θ₁² + 10θ₂² + θ₃²) the stiff component stays below 2% of the
 slow one, and the slow one is within 15% of the exact flow exp(−τ) at the recorded flow time
 τ = Σ η (``tests/train/test_flow.py``). With ``growth=1`` and a small first step the path
-converges to the flow at first order in η. The cost is one extra loss evaluation per
-attempted step (no extra gradient); the accepted η settles where about one attempt in four
+converges to the flow at first order in η. The cost is one loss evaluation at the start of
+each step plus one per attempt (no extra gradient); the accepted η settles where about one attempt in four
 is rejected (growth 1.2 against halving).
 """
 

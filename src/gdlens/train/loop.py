@@ -201,7 +201,8 @@ def train(
             ``eval_data``) are moved to the device of the model's parameters and their
             floating tensors cast to the parameters' dtype, so a float64 model trains on
             float64 data.
-        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, a factory or an optimizer instance.
+        optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, ``"flow"`` (:class:`~gdlens.train.flow.GradientFlow`),
+            a factory or an optimizer instance.
         lr, weight_decay, betas, momentum: optimizer settings.
         steps: number of updates.
         batch_size: None for full batch (a task generator then draws one fixed training set
