@@ -111,9 +111,10 @@ class _Page:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    def figure(self, fig, caption: str) -> None:
+    def figure(self, fig, caption: str) -> bool:
+        """Embed ``fig`` (a Figure, or None for nothing) with its caption; True when embedded."""
         if fig is None:
-            return
+            return False
         fid = f"fig-{len(self.figure_ids) + 1}-{_slug(caption)[:40]}"
         self.figure_ids.append(fid)
         uri = figure_to_data_uri(fig)
@@ -121,6 +122,7 @@ class _Page:
         cap = html.escape(caption)
         self.parts.append(f"<figure><img id='{fid}' class='figure' alt='{cap}' src='{uri}'>"
                           f"<figcaption>{cap}</figcaption></figure>")
+        return True
 
     def render(self, meta: str = "") -> str:
         nav = " ".join(f"<a href='#{sid}'>{html.escape(t)}</a>" for sid, t in self.sections)
@@ -205,28 +207,23 @@ def render_run(run) -> str:
         shown = 0
         if prefix == "kp/":
             fig = F.kp_panel(metrics)
-            page.figure(fig, "KP decomposition: effective ranks, spectrum of G, misdirection")
-            shown += fig is not None
+            shown += page.figure(fig, "KP decomposition: effective ranks, spectrum of G, misdirection")
         elif prefix == "sharpness/":
             fig = F.sharpness_panel(metrics, lr=lr)
-            page.figure(fig, "Sharpness against its stability threshold")
-            shown += fig is not None
+            shown += page.figure(fig, "Sharpness against its stability threshold")
         elif prefix == "frequency/":
             fig = F.frequency_heatmap(metrics)
-            page.figure(fig, "Relative error per frequency over training")
-            shown += fig is not None
+            shown += page.figure(fig, "Relative error per frequency over training")
             rest = [c for c in cols if not re.fullmatch(r"frequency/err_k\d+", c)]
             if rest:
                 fig = F.metric_group(metrics[rest], prefix, "frequency probe scalars")
-                page.figure(fig, "Frequency probe scalars")
-                shown += fig is not None
+                shown += page.figure(fig, "Frequency probe scalars")
         elif prefix == "condensation/":
             for name in _arrays_with({n: 0 for n in arr_names}, "similar", "cosine"):
                 steps, values = arrays[name]
                 if values and values[-1].ndim == 2 and values[-1].shape[0] == values[-1].shape[1]:
                     fig = F.condensation_matrix(values[-1], title=f"{name} at step {steps[-1]}")
-                    page.figure(fig, f"{name} at step {steps[-1]}, neurons ordered by orientation")
-                    shown += fig is not None
+                    shown += page.figure(fig, f"{name} at step {steps[-1]}, neurons ordered by orientation")
             ori = _arrays_with({n: 0 for n in arr_names}, "orientation", "angle")
             amp = _arrays_with({n: 0 for n in arr_names}, "amplitude")
             if ori and amp:
@@ -235,30 +232,25 @@ def render_run(run) -> str:
                 pick = sorted({common[0], common[len(common) // 2], common[-1]}) if common else []
                 snaps = {int(s): (vo[list(so).index(s)], va[list(sa).index(s)]) for s in pick}
                 fig = F.orientation_scatter(snaps)
-                page.figure(fig, "Orientation and amplitude of neurons at chosen steps")
-                shown += fig is not None
+                shown += page.figure(fig, "Orientation and amplitude of neurons at chosen steps")
             if cols:
                 fig = F.metric_group(metrics, prefix, "condensation scalars")
-                page.figure(fig, "Condensation scalars over training")
-                shown += fig is not None
+                shown += page.figure(fig, "Condensation scalars over training")
         elif prefix == "cka/":
             for name in arr_names:
                 steps, values = arrays[name]
                 if values and values[-1].ndim == 2:
                     fig = F.cka_matrix(values[-1], title=f"{name} at step {steps[-1]}")
-                    page.figure(fig, f"{name} at step {steps[-1]}")
-                    shown += fig is not None
+                    shown += page.figure(fig, f"{name} at step {steps[-1]}")
             if cols:
                 fig = F.metric_group(metrics, prefix, "CKA over training")
-                page.figure(fig, "CKA over training")
-                shown += fig is not None
+                shown += page.figure(fig, "CKA over training")
         elif prefix == "clocks/":
             if clocks:
                 page.add(_table(clocks, "clocks-table", ("clock", "step")))
             if cols:
                 fig = F.metric_group(metrics, prefix, "clocks")
-                page.figure(fig, "Clocks over training")
-                shown += fig is not None
+                shown += page.figure(fig, "Clocks over training")
         if not shown and cols:
             page.figure(F.metric_group(metrics, prefix, title), f"{title} over training")
         page.end()

@@ -128,7 +128,6 @@ def train_ensemble(
     batches = [_Batches(task, c0["batch_size"], int(c["seed"]), None) for c in configs]
     params, buffers = stack_module_state(models)
     names = list(params)
-    base = copy.deepcopy(models[0]).to("meta")
     lr = torch.tensor([float(c["lr"]) for c in configs], dtype=params[names[0]].dtype)
     loss_kind = batches[0].fixed.loss
 
@@ -145,6 +144,8 @@ def train_ensemble(
             pred = model0.readout(phi, model0.unroll(theta, x))
             return loss_value(pred, target, loss_kind, mask)
     else:
+        base = copy.deepcopy(models[0]).to("meta")  # structure only: functional_call supplies the tensors
+
         def member_loss(p, b, x, target, mask):
             pred = functional_call(base, (p, b), (x,))
             return loss_value(pred, target, loss_kind, mask)

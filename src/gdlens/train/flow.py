@@ -19,8 +19,8 @@ than the current gradient's can be re-excited when η grows; it is caught by the
 matters, and stays small: on ½(100θ₁² + 10θ₂² + θ₃²) the stiff component stays below 2% of the
 slow one, and the slow one is within 15% of the exact flow exp(−τ) at the recorded flow time
 τ = Σ η (``tests/train/test_flow.py``). With ``growth=1`` and a small first step the path
-converges to the flow at first order in η. The cost is one loss evaluation at the start of
-each step plus one per attempt (no extra gradient); the accepted η settles where about one attempt in four
+converges to the flow at first order in η. The cost is one loss evaluation per attempt (no
+extra gradient), plus one at the start of each step unless the caller passes the loss it has; the accepted η settles where about one attempt in four
 is rejected (growth 1.2 against halving).
 """
 
@@ -46,13 +46,12 @@ class GradientFlow(torch.optim.Optimizer):
         max_backtracks: halvings before a step is given up (the parameters are then left
             unchanged and ``self.stalled`` counts it).
 
-    ``step(closure)`` needs ``closure() -> loss`` evaluated at the current parameters without
-    gradients (``gd.train`` passes one); the gradients must already be in ``.grad``. State:
+    ``step(closure, loss=None)`` needs ``closure() -> loss`` evaluated at the current parameters
+    without gradients (``gd.train`` passes one, with the loss it just computed); the gradients
+    must already be in ``.grad``. State:
     ``self.flow_time`` (τ so far), ``self.lr`` (the current η), ``self.rejected`` (halvings
     so far), ``self.stalled`` (steps given up).
     """
-
-    requires_closure = True
 
     def __init__(
         self, params: Iterable[Tensor] | Iterable[dict], lr: float = 1e-2, armijo: float = 0.5, growth: float = 1.2,
@@ -77,7 +76,10 @@ class GradientFlow(torch.optim.Optimizer):
             group["lr"] = value
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:  # type: ignore[override]
+    def step(self, closure: Callable[[], Tensor] | None = None, loss: float | None = None) -> Tensor | None:  # type: ignore[override]
+        """One accepted Euler step (or none, after ``max_backtracks`` halvings). ``loss``: the
+        loss at the current parameters when the caller already has it (``gd.train`` does),
+        which saves one evaluation of ``closure``."""
         if closure is None:
             raise ValueError("GradientFlow.step needs closure() -> loss at the current parameters (gd.train passes one)")
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
@@ -86,7 +88,7 @@ class GradientFlow(torch.optim.Optimizer):
         grads = [p.grad.detach().clone() for p in params]
         start = [p.detach().clone() for p in params]
         g2 = float(sum((g.double() ** 2).sum() for g in grads))
-        loss0 = float(closure())
+        loss0 = float(closure()) if loss is None else float(loss)
         # the loss is only known to its rounding error: below it, "no increase" is all one can ask
         slack = 16 * torch.finfo(params[0].dtype).eps * abs(loss0)
         eta = self.lr

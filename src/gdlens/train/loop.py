@@ -302,9 +302,9 @@ def train(
                 diverged = (step, value)
                 break
             loss.backward()
-            if getattr(opt, "requires_closure", False):  # e.g. GradientFlow's step-size test
+            if isinstance(opt, GradientFlow):  # its step-size test re-evaluates the loss
                 with torch.no_grad():
-                    opt.step(lambda: loss_fn(model))
+                    opt.step(lambda: loss_fn(model), loss=value)
             else:
                 opt.step()
             losses[step] = value
