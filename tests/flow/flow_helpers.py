@@ -100,7 +100,7 @@ def output_jacobian(case: Case) -> Tensor:
     m = case.model
 
     def forward(th: dict[str, Tensor], ph: dict[str, Tensor]) -> Tensor:
-        return m.readout(ph, m.unroll(th, case.x, case.z0))
+        return m.read(ph, m.unroll(th, case.x, case.z0))
 
     y = forward(theta, phi)
     j_theta, j_phi = torch.func.jacrev(forward, argnums=(0, 1))(theta, phi)
@@ -134,6 +134,6 @@ def loss_through_unroll(case: Case, loss: Callable[[Tensor, Tensor], Tensor], ta
         for t, x_t in enumerate(m.step_inputs(case.x), start=1):
             z = m.step(theta, z, x_t, t) + delta[:, t - 1]
             states.append(z)
-        return loss(m.readout(phi, torch.stack(states, dim=1)), target)
+        return loss(m.read(phi, torch.stack(states, dim=1)), target)
 
     return L

@@ -46,7 +46,7 @@ def test_error_is_direct_gradient(name: str, kind: str) -> None:
     kp = KPFlow(case.model, case.x, target, loss=loss, z0=case.z0)
     theta, phi = params(case.model)
     z = case.model.unroll(theta, case.x, case.z0).detach().requires_grad_(True)
-    L = _by_hand(name)(case.model.readout(phi, z), target)
+    L = _by_hand(name)(case.model.read(phi, z), target)
     (e,) = torch.autograd.grad(L, z)
     assert kp.error.shape == z.shape and kp.error.dtype == F64
     assert rel(kp.error, e) <= TOL
@@ -84,7 +84,7 @@ def test_cross_entropy_with_probabilities() -> None:
     kp = KPFlow(case.model, case.x, probs, loss="cross_entropy", z0=case.z0)
     theta, phi = params(case.model)
     z = case.model.unroll(theta, case.x, case.z0).detach().requires_grad_(True)
-    y = case.model.readout(phi, z)
+    y = case.model.read(phi, z)
     L = -(probs * torch.log_softmax(y, -1)).sum() / y.shape[0]
     (e,) = torch.autograd.grad(L, z)
     assert rel(kp.error, e) <= TOL

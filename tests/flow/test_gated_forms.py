@@ -8,14 +8,14 @@ import torch
 from flow_helpers import inner, make_case, randn_like_shape, rel
 
 from gdlens.flow import (
-    GatedParameterKernel,
-    GatedPropagator,
-    GRUPoint,
+    AutodiffLinearisation,
+    FactoredKernel,
     KPFlow,
-    LSTMPoint,
+    LayeredLinearisation,
     ParameterKernel,
     Propagator,
     closed_form_kind,
+    closed_form_layers,
     gru_closed_form_applies,
     lstm_closed_form_applies,
     rnn_closed_form_applies,
@@ -41,8 +41,8 @@ def _pair(kind: str, bias: bool, learn_z0: bool, **sizes) -> tuple:
 @pytest.mark.parametrize(("kind", "bias", "learn_z0"), CASES, ids=IDS)
 def test_closed_forms_equal_generic(kind: str, bias: bool, learn_z0: bool) -> None:
     case, fast, slow = _pair(kind, bias, learn_z0, B=3, T=5, H=4)
-    assert isinstance(fast.P, GatedPropagator) and isinstance(fast.K, GatedParameterKernel)
-    assert isinstance(slow.P, Propagator) and isinstance(slow.K, ParameterKernel)
+    assert isinstance(fast.P.linearisation, LayeredLinearisation) and isinstance(fast.K, FactoredKernel)
+    assert isinstance(slow.P.linearisation, AutodiffLinearisation) and isinstance(slow.K, ParameterKernel)
     V = randn_like_shape(fast.shape, seed=21, k=3)
     assert rel(fast.K @ V, slow.K @ V) <= TOL
     assert rel(fast.P @ V, slow.P @ V) <= TOL
@@ -53,7 +53,7 @@ def test_closed_forms_equal_generic(kind: str, bias: bool, learn_z0: bool) -> No
     assert set(fast.K_groups) == set(slow.K_groups) == set(case.model.state_params())
     assert ("bias_ih" in fast.K_groups) == bias
     for name in fast.K_groups:
-        assert isinstance(fast.K_groups[name], GatedParameterKernel)
+        assert isinstance(fast.K_groups[name], FactoredKernel)
         a, b = fast.K_groups[name] @ V, slow.K_groups[name] @ V
         assert b.abs().max() > 0, name  # every parameter moves z (z0 only when it is learnable)
         assert rel(a, b) <= TOL, name
@@ -66,7 +66,7 @@ def test_jacobian_rows_equal_generic_vjp(kind: str, bias: bool, learn_z0: bool) 
     """The closed-form rows Jᵀ v per parameter equal the generic VJP of the immediate map."""
     _, fast, slow = _pair(kind, bias, learn_z0)
     V = randn_like_shape(fast.shape, seed=22, k=2)
-    rows = GatedParameterKernel(fast._gated_point, list(fast.theta)).rows(V)
+    rows = FactoredKernel(fast._linearisation, list(fast.theta)).rows(V)
     expected = slow.jacobian.vjp(V)
     assert set(rows) == set(expected)
     for name in expected:
@@ -110,7 +110,7 @@ def test_probe_chunks_give_the_same_K(kind: str, monkeypatch: pytest.MonkeyPatch
     _, kp, _ = _pair(kind, True, True)
     V = randn_like_shape(kp.shape, seed=27, k=5)
     whole = kp.K @ V
-    monkeypatch.setattr(GatedParameterKernel, "CPU_CHUNK_BYTES", 1)
+    monkeypatch.setattr(FactoredKernel, "CPU_CHUNK_BYTES", 1)
     assert kp.K._chunk(5, V) == 1
     assert rel(kp.K @ V, whole) <= 1e-14
 
@@ -136,7 +136,8 @@ def test_gru_state_jacobian_by_hand() -> None:
     D = u[:, None] * eye + (1 - u)[:, None] * dn + (h - n)[:, None] * du
     expected = torch.func.jacrev(lambda z: m.step(theta, z, x, 1))(h)
     assert rel(D, expected) <= TOL
-    point = GRUPoint.from_model(m, theta, case.x[:1], m.unroll(theta, case.x[:1], case.z0[:1]), case.z0[:1])
+    specs = closed_form_layers(m)
+    point = LayeredLinearisation.from_model(m, specs, theta, case.x[:1], m.unroll(theta, case.x[:1], case.z0[:1]), case.z0[:1])
     assert rel(point.d(0, eye.unsqueeze(1)).squeeze(1).T, D) <= TOL  # columns D e_j
     assert rel(point.dT(0, eye.unsqueeze(1)).squeeze(1), D) <= TOL  # rows: Dᵀ e_i = D[i]
 
@@ -147,12 +148,14 @@ def test_points_store_no_dense_blocks(kind: str) -> None:
     case = make_case(kind, learn_z0=True, B=2, T=3, H=32)
     kp = KPFlow(case.model, case.x, case.target)
     B, T, S = kp.shape
-    point = kp.P.point
+    lin = kp.P.linearisation
+    (point,) = lin.layers
+    weights = point.weight_hh.numel() + point.weight_ih.numel()
     stored = sum(v.numel() for v in vars(point).values() if isinstance(v, torch.Tensor))
-    assert stored - point.weight_hh.numel() < B * T * S * S / 3
-    assert stored < 12 * B * T * S + point.weight_hh.numel()
-    assert kp.K.point is point  # one snapshot of the gates, shared by P, K and the K_groups
-    assert all(op.point is point for op in kp.K_groups.values())
+    assert stored - weights < B * T * S * S / 3
+    assert stored < 12 * B * T * S + weights
+    assert kp.K.linearisation is lin  # one snapshot of the gates, shared by P, K and the K_groups
+    assert all(op.linearisation is lin for op in kp.K_groups.values())
 
 
 def test_detection() -> None:
@@ -160,7 +163,7 @@ def test_detection() -> None:
     assert gru_closed_form_applies(gru) and not lstm_closed_form_applies(gru) and not rnn_closed_form_applies(gru)
     assert lstm_closed_form_applies(lstm) and not gru_closed_form_applies(lstm)
     assert [closed_form_kind(m) for m in (rnn, gru, lstm)] == ["rnn", "gru", "lstm"]
-    assert closed_form_kind(make_case("stacked-lstm").model) is None
+    assert closed_form_kind(make_case("stacked-lstm").model) == "stacked-lstm"
     assert closed_form_kind(make_case("ode").model) is None
 
     class ScaledGRU(GRU):
@@ -199,7 +202,7 @@ def test_lstm_point_is_float32_safe() -> None:
     kp64 = KPFlow(case.model, case.x, case.target)
     model32 = case.model.float()
     kp32 = KPFlow(model32, case.x.float(), case.target.float())
-    assert isinstance(kp32._gated_point, LSTMPoint)
+    assert isinstance(kp32._linearisation, LayeredLinearisation)
     V = randn_like_shape(kp64.shape, seed=28, k=2)
     out = kp32.G @ V.float()
     assert out.dtype == torch.float32

@@ -51,8 +51,8 @@ def test_closed_forms_store_no_dense_blocks() -> None:
     case = make_case("rnn-tanh", learn_z0=True, B=2, T=3, H=12)
     kp = KPFlow(case.model, case.x, case.target)
     B, T, H = kp.shape
-    point = kp.P.point
-    stored = sum(t.numel() for t in (point.z_prev, point.inputs, point.s, point.weight_hh))
+    (point,) = kp.P.linearisation.layers
+    stored = sum(t.numel() for t in (point.prev, point.inputs, point.s, point.weight_hh, point.weight_ih))
     assert stored < B * T * H * H / 2
 
 

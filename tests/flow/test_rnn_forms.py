@@ -10,9 +10,10 @@ from flow_helpers import Case, make_case, params, randn_like_shape, rel
 from gdlens.flow import (
     ImmediateJacobian,
     KPFlow,
+    AutodiffLinearisation,
+    FactoredKernel,
+    LayeredLinearisation,
     Propagator,
-    RNNParameterKernel,
-    RNNPropagator,
     immediate_map,
     is_time_invariant,
     rnn_closed_form_applies,
@@ -63,8 +64,8 @@ def test_closed_forms_equal_generic(kind: str, learn_z0: bool) -> None:
     case = make_case(kind, learn_z0=learn_z0, T=5)
     fast = KPFlow(case.model, case.x, case.target, z0=case.z0, fast=True)
     slow = KPFlow(case.model, case.x, case.target, z0=case.z0, fast=False)
-    assert isinstance(fast.P, RNNPropagator) and isinstance(fast.K, RNNParameterKernel)
-    assert isinstance(slow.P, Propagator) and not isinstance(slow.K, RNNParameterKernel)
+    assert isinstance(fast.P.linearisation, LayeredLinearisation) and isinstance(fast.K, FactoredKernel)
+    assert isinstance(slow.P.linearisation, AutodiffLinearisation) and not isinstance(slow.K, FactoredKernel)
     V = randn_like_shape(fast.shape, seed=8, k=3)
     assert rel(fast.K @ V, slow.K @ V) <= TOL
     assert rel(fast.P @ V, slow.P @ V) <= TOL

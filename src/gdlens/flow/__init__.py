@@ -20,17 +20,17 @@ from gdlens.flow.analysis import (
     task_interference,
     top_eigenfunctions,
 )
-from gdlens.flow.gated import GatedParameterKernel, GatedPropagator, GRUPoint, LSTMPoint
 from gdlens.flow.immediate import ImmediateJacobian, immediate_map
 from gdlens.flow.kpflow import KPFlow, StepCheck
 from gdlens.flow.losses import LossFn, check_target, cross_entropy_loss, mse_loss, resolve_loss
 from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
-from gdlens.flow.parameter_operator import ParameterKernel, RNNParameterKernel
-from gdlens.flow.propagator import Propagator, RNNPropagator
-from gdlens.flow.rnn_point import RNNPoint
+from gdlens.flow.linearisation import AutodiffLinearisation, LayeredLinearisation, LayerSpec, StepLinearisation
+from gdlens.flow.parameter_operator import FactoredKernel, ParameterKernel
+from gdlens.flow.propagator import Propagator
 from gdlens.flow.structure import (
     check_model,
     closed_form_kind,
+    closed_form_layers,
     gru_closed_form_applies,
     is_time_invariant,
     lstm_closed_form_applies,
@@ -50,10 +50,12 @@ __all__ = [
     "ImmediateJacobian",
     "immediate_map",
     "ParameterKernel",
-    "RNNParameterKernel",
+    "FactoredKernel",
     "Propagator",
-    "RNNPropagator",
-    "RNNPoint",
+    "StepLinearisation",
+    "LayeredLinearisation",
+    "AutodiffLinearisation",
+    "LayerSpec",
     "ReadoutJacobian",
     "ReadoutKernel",
     "output_ntk",
@@ -68,8 +70,31 @@ __all__ = [
     "gru_closed_form_applies",
     "lstm_closed_form_applies",
     "closed_form_kind",
-    "GRUPoint",
-    "LSTMPoint",
-    "GatedPropagator",
-    "GatedParameterKernel",
+    "closed_form_layers",
 ]
+
+#: names of the per-cell classes that one linearisation replaced -> their replacement
+_RENAMED = {
+    "RNNPropagator": "Propagator",
+    "GatedPropagator": "Propagator",
+    "RNNParameterKernel": "FactoredKernel",
+    "GatedParameterKernel": "FactoredKernel",
+}
+
+
+def __getattr__(name: str):
+    """Deprecated names: the per-cell propagators and kernels became one :class:`Propagator`
+    and one :class:`FactoredKernel` over a :class:`LayeredLinearisation` (their constructors
+    take the linearisation, not a per-cell point)."""
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"gdlens.flow.{name} is deprecated: every closed form now runs through gdlens.flow.{new} "
+            f"on a LayeredLinearisation (KPFlow builds it; kp.P and kp.K are instances)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module 'gdlens.flow' has no attribute {name!r}")

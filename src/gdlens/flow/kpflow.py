@@ -20,14 +20,14 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from gdlens.flow.gated import GatedParameterKernel, GatedPropagator, GRUPoint, LSTMPoint
 from gdlens.flow.immediate import ImmediateJacobian, immediate_map
 from gdlens.flow.losses import LossFn, check_target, resolve_loss
 from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
-from gdlens.flow.parameter_operator import ParameterKernel, RNNParameterKernel
-from gdlens.flow.propagator import Propagator, RNNPropagator
-from gdlens.flow.rnn_point import RNNPoint
-from gdlens.flow.structure import check_model, closed_form_kind, is_time_invariant
+from gdlens.flow.linearisation import AutodiffLinearisation, LayeredLinearisation
+from gdlens.flow.parameter_operator import FactoredKernel, ParameterKernel
+from gdlens.flow.propagator import Propagator
+from gdlens.flow.structure import check_model, closed_form_kind, closed_form_layers, is_time_invariant
+from gdlens.models.protocol import StateSpace
 from gdlens.operators import ComposedOperator, LinearOperator
 
 __all__ = ["KPFlow", "StepCheck"]
@@ -60,8 +60,9 @@ class KPFlow:
             ``loss(y, target) -> scalar`` that replaces the whole reduction.
         z0: a constant initial state (B, H), held fixed (its learnable counterpart, if any,
             then has a zero Jacobian); None uses ``model.initial_state(θ, x)`` as a function of θ.
-        fast: use the closed forms where the cell allows (gdlens' RNN, GRU and LSTM: K, the
-            K_groups and P); False forces the generic JVP/VJP paths (the reference).
+        fast: use the closed forms where the model allows (gdlens' RNN, GRU, LSTM and every
+            StackedRNN, so everything ``from_torch`` returns: K, the K_groups and P); False
+            forces the generic JVP/VJP paths (the reference).
         strict: when the immediate Jacobian J_θ is identically zero (a cell that is not
             differentiable in θ: torch.round, argmax, detach, a constant output, or a fully
             dead ReLU network), raise ValueError (True) or only warn (False).
@@ -81,7 +82,7 @@ class KPFlow:
 
     def __init__(
         self,
-        model,
+        model: StateSpace,
         x: Tensor,
         target: Tensor,
         loss: str | LossFn = "mse",
@@ -116,15 +117,15 @@ class KPFlow:
             )
         self.hidden = self._unroll()
         with torch.no_grad():
-            self.output = model.readout(self.phi, self.hidden)
+            self.output = model.read(self.phi, self.hidden)
         if not self.output.dtype.is_floating_point:
             raise ValueError(f"the readout returned dtype {self.output.dtype}; the flow needs a floating-point output")
         self.target = check_target(self.loss_name, self.output, target)
         self.error, value = self._error_and_loss()
         self.loss_value = float(value)
-        # "rnn", "gru", "lstm" (closed forms of K, K_groups and P) or None (generic paths)
-        self._closed_form = closed_form_kind(model) if fast else None
-        self._use_rnn_forms = self._closed_form == "rnn"
+        # the layers of the closed forms of K, K_groups and P, or None (generic paths)
+        self._layers = closed_form_layers(model) if fast else None
+        self._closed_form = closed_form_kind(model) if self._layers is not None else None
         self._jacobian = ImmediateJacobian(
             immediate_map(model, x, self.hidden, self.z0, time_invariant=is_time_invariant(model)), self.theta
         )
@@ -172,7 +173,7 @@ class KPFlow:
         model, phi, target, loss_fn = self.model, self.phi, self.target, self._loss_fn
 
         def L(z: Tensor) -> Tensor:
-            value = loss_fn(model.readout(phi, z), target)
+            value = loss_fn(model.read(phi, z), target)
             if not isinstance(value, Tensor) or value.dim() != 0:
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(f"the loss must return a scalar (0-d tensor), got {shape}")
@@ -184,8 +185,8 @@ class KPFlow:
     def _check_jacobian(self, strict: bool) -> None:
         gen = torch.Generator(device=self.hidden.device).manual_seed(0)
         probe = torch.randn(self.hidden.shape, generator=gen, dtype=self.hidden.dtype, device=self.hidden.device)
-        if self._closed_form in ("gru", "lstm"):
-            rows = GatedParameterKernel(self._gated_point, list(self.theta)).rows(probe.unsqueeze(0))
+        if self._layers is not None:
+            rows = FactoredKernel(self._linearisation, list(self.theta)).rows(probe.unsqueeze(0))
         else:
             rows = self._jacobian.vjp(probe.unsqueeze(0))
         if all(bool((r == 0).all()) for r in rows.values()):
@@ -205,13 +206,11 @@ class KPFlow:
         return self._jacobian
 
     @cached_property
-    def _rnn_point(self) -> RNNPoint:
-        return RNNPoint.from_model(self.model, self.theta, self.x, self.hidden, self.z0)
-
-    @cached_property
-    def _gated_point(self) -> GRUPoint | LSTMPoint:
-        point_cls = GRUPoint if self._closed_form == "gru" else LSTMPoint
-        return point_cls.from_model(self.model, self.theta, self.x, self.hidden, self.z0)
+    def _linearisation(self) -> LayeredLinearisation | AutodiffLinearisation:
+        """The D_t and factors of J_θ along the trajectory: closed forms where they apply."""
+        if self._layers is not None:
+            return LayeredLinearisation.from_model(self.model, self._layers, self.theta, self.x, self.hidden, self.z0)
+        return AutodiffLinearisation(self.model, self.theta, self.x, self.hidden)
 
     # ------------------------------------------------------------------ operators
     @property
@@ -222,29 +221,21 @@ class KPFlow:
     @cached_property
     def K(self) -> LinearOperator:  # noqa: N802
         """``K = J_θ J_θᵀ`` on (B, T, H): symmetric PSD."""
-        if self._use_rnn_forms:
-            return RNNParameterKernel(self._rnn_point, None)
-        if self._closed_form is not None:
-            return GatedParameterKernel(self._gated_point, None)
+        if self._layers is not None:
+            return FactoredKernel(self._linearisation, list(self.theta))
         return ParameterKernel(self._jacobian, self.shape)
 
     @cached_property
     def K_groups(self) -> dict[str, LinearOperator]:  # noqa: N802
         """``{name: K_name}``, one per θ tensor, ``K_name = J_name J_nameᵀ``; they sum to K."""
-        if self._use_rnn_forms:
-            return {n: RNNParameterKernel(self._rnn_point, [n]) for n in self.theta}
-        if self._closed_form is not None:
-            return {n: GatedParameterKernel(self._gated_point, [n]) for n in self.theta}
+        if self._layers is not None:
+            return {n: FactoredKernel(self._linearisation, [n]) for n in self.theta}
         return {n: ParameterKernel(self._jacobian, self.shape, [n]) for n in self.theta}
 
     @cached_property
     def P(self) -> LinearOperator:  # noqa: N802
         """``P = (I − D)⁻¹`` on (B, T, H); ``P.T`` its adjoint (the BPTT recursion)."""
-        if self._use_rnn_forms:
-            return RNNPropagator(self._rnn_point)
-        if self._closed_form is not None:
-            return GatedPropagator(self._gated_point)
-        return Propagator(self.model, self.theta, self.x, self.hidden)
+        return Propagator(self._linearisation)
 
     @cached_property
     def G(self) -> LinearOperator:  # noqa: N802
@@ -258,12 +249,12 @@ class KPFlow:
     @cached_property
     def C(self) -> LinearOperator:  # noqa: N802
         """The readout Jacobian ``∂y/∂z``: (B, T, H) -> (B, T', O)."""
-        return ReadoutJacobian(self.model.readout, self.phi, self.hidden)
+        return ReadoutJacobian(self.model.read, self.phi, self.hidden)
 
     @cached_property
     def readout_kernel(self) -> LinearOperator:
         """``Θ_φ = J_φ J_φᵀ`` on (B, T', O), the readout parameters' own kernel."""
-        return ReadoutKernel(self.model.readout, self.phi, self.hidden)
+        return ReadoutKernel(self.model.read, self.phi, self.hidden)
 
     @cached_property
     def ntk(self) -> LinearOperator:
@@ -294,7 +285,7 @@ class KPFlow:
             p.requires_grad_(True)
         with torch.enable_grad():
             z = model.unroll(model.state_params(), self.x, self.z0)
-            value = self._loss_fn(model.readout(model.readout_params(), z), self.target)
+            value = self._loss_fn(model.read(model.readout_params(), z), self.target)
             grads = torch.autograd.grad(value, params, allow_unused=True)
         with torch.no_grad():
             for p, g in zip(params, grads):

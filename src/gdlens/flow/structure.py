@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from gdlens.flow.cell_points import ROLES
+from gdlens.flow.linearisation import LayerSpec
 from gdlens.models.base import StateSpaceModel
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "gru_closed_form_applies",
     "lstm_closed_form_applies",
     "closed_form_kind",
+    "closed_form_layers",
 ]
 
 #: what KPFlow reads from a model (see :class:`gdlens.models.StateSpaceModel`)
@@ -32,7 +35,7 @@ REQUIRED_ATTRIBUTES = (
     "initial_state",
     "step",
     "step_inputs",
-    "readout",
+    "read",
     "unroll",
     "state_size",
 )
@@ -87,64 +90,77 @@ def is_time_invariant(model: object) -> bool:
     return False
 
 
-def rnn_closed_form_applies(model: object) -> bool:
-    """Whether ``model`` is gdlens' Elman RNN ``z_t = σ(W z_{t-1} + U x_t + b)`` unchanged
-    (no override of step, initial_state, step_inputs; parameters among weight_hh, weight_ih,
-    bias, z0), so the RNN closed forms of K and P apply."""
-    from gdlens.models.rnn import RNN
-
-    if not isinstance(model, RNN):
-        return False
-    for attr in ("step", "initial_state", "step_inputs"):
-        owner = _defining_class(model, attr)
-        if owner is None or not issubclass(RNN, owner):
-            return False
-    names = set(model.state_params())
-    return getattr(model, "nonlinearity", None) in ("tanh", "relu", "linear") and names <= {
-        "weight_hh",
-        "weight_ih",
-        "bias",
-        "z0",
-    } and {"weight_hh", "weight_ih"} <= names
-
-
-def _unchanged_gated(model: object, cls: type) -> bool:
+def _unchanged(model: object, cls: type) -> bool:
     """``model`` is an instance of ``cls`` that overrides none of step, initial_state,
-    step_inputs, and whose θ is among weight_ih, weight_hh, bias_ih, bias_hh, z0 (with both
-    weights present)."""
+    step_inputs (so the closed forms describe what it computes)."""
     if not isinstance(model, cls):
         return False
     for attr in ("step", "initial_state", "step_inputs"):
         owner = _defining_class(model, attr)
         if owner is None or not issubclass(cls, owner):
             return False
-    names = set(model.state_params())
-    return names <= {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "z0"} and {"weight_ih", "weight_hh"} <= names
+    return True
 
 
-def gru_closed_form_applies(model: object) -> bool:
-    """Whether ``model`` is gdlens' GRU unchanged (no override of step, initial_state,
-    step_inputs; parameters among weight_ih, weight_hh, bias_ih, bias_hh, z0), so the gated
-    closed forms of K and P (:mod:`gdlens.flow.gated`) apply."""
-    from gdlens.models.gru import GRU
-
-    return _unchanged_gated(model, GRU)
+def _layer_names(names: set[str], roles: dict[str, str]) -> dict[str, str] | None:
+    """{role: θ name} for the roles whose name is in θ; None unless both weights are."""
+    present = {role: name for role, name in roles.items() if name in names}
+    return present if {"weight_ih", "weight_hh"} <= set(present) else None
 
 
-def lstm_closed_form_applies(model: object) -> bool:
-    """As :func:`gru_closed_form_applies`, for gdlens' LSTM (state concat(h, c))."""
-    from gdlens.models.lstm import LSTM
+def closed_form_layers(model: object) -> list[LayerSpec] | None:
+    """The layers of ``model`` when the closed forms of K and P apply to it, else None.
 
-    return _unchanged_gated(model, LSTM)
+    They apply to gdlens' :class:`~gdlens.models.RNN` (tanh, relu, linear), :class:`GRU`,
+    :class:`LSTM` and :class:`StackedRNN` (any number of layers, rnn/gru/lstm cells, with or
+    without torch's two biases: everything :func:`~gdlens.models.from_torch` returns), as
+    long as the class's own step, initial_state and step_inputs are used and θ holds no
+    tensor beyond the cell weights and ``z0``.
+    """
+    from gdlens.models import GRU, LSTM, RNN, StackedRNN
+
+    names = set(model.state_params()) if hasattr(model, "state_params") else set()
+    specs: list[LayerSpec] = []
+    if _unchanged(model, RNN):
+        if getattr(model, "nonlinearity", None) not in ("tanh", "relu", "linear"):
+            return None
+        roles = {"weight_ih": "weight_ih", "weight_hh": "weight_hh", "bias_ih": "bias"}
+        specs = [LayerSpec("rnn", _layer_names(names, roles) or {}, model.nonlinearity)]
+    elif _unchanged(model, GRU) or _unchanged(model, LSTM):
+        cell = "gru" if isinstance(model, GRU) else "lstm"
+        specs = [LayerSpec(cell, _layer_names(names, {r: r for r in ROLES}) or {})]
+    elif _unchanged(model, StackedRNN):
+        for k in range(model.num_layers):
+            layer = _layer_names(names, {r: f"{r}_l{k}" for r in ROLES}) or {}
+            specs.append(LayerSpec(model.cell, layer, model.nonlinearity))
+    if not specs or any(not spec.names for spec in specs):
+        return None
+    covered = {n for spec in specs for n in spec.names.values()} | {"z0"}
+    return specs if names <= covered else None
 
 
 def closed_form_kind(model: object) -> str | None:
-    """``"rnn"``, ``"gru"`` or ``"lstm"``: which closed forms of K and P apply to ``model``;
-    None when only the generic JVP/VJP paths do."""
-    if rnn_closed_form_applies(model):
-        return "rnn"
-    if gru_closed_form_applies(model):
-        return "gru"
-    if lstm_closed_form_applies(model):
-        return "lstm"
-    return None
+    """``"rnn"``, ``"gru"`` or ``"lstm"`` (one layer) or ``"stacked-<cell>"``: which closed
+    forms of K and P apply to ``model`` (:func:`closed_form_layers`); None when only the
+    generic JVP/VJP paths do."""
+    specs = closed_form_layers(model)
+    if specs is None:
+        return None
+    from gdlens.models import StackedRNN
+
+    return f"stacked-{specs[0].cell}" if isinstance(model, StackedRNN) else specs[0].cell
+
+
+def rnn_closed_form_applies(model: object) -> bool:
+    """Whether the closed forms apply to ``model`` as gdlens' Elman RNN (:func:`closed_form_kind`)."""
+    return closed_form_kind(model) == "rnn"
+
+
+def gru_closed_form_applies(model: object) -> bool:
+    """Whether the closed forms apply to ``model`` as gdlens' GRU (:func:`closed_form_kind`)."""
+    return closed_form_kind(model) == "gru"
+
+
+def lstm_closed_form_applies(model: object) -> bool:
+    """Whether the closed forms apply to ``model`` as gdlens' LSTM (:func:`closed_form_kind`)."""
+    return closed_form_kind(model) == "lstm"
