@@ -74,6 +74,8 @@ def test_layered_closed_forms_equal_generic(cell: str, layers: int, bias: bool, 
             assert rel(rows[name], expected[name]) <= TOL, name
     J = fast.K.gram_factor  # K = J Jᵀ, the factor the eigensolver may work with
     assert rel(J @ (J.T @ V), slow.K @ V) <= TOL
+    F = fast.G.gram_factor  # G = (P J)(P J)ᵀ, with M folded into P for a stack
+    assert rel(F @ (F.T @ V), slow.G @ V) <= TOL
 
 
 @pytest.mark.parametrize(("cell", "layers"), [("rnn", 3), ("gru", 2), ("lstm", 3)])

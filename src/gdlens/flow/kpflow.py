@@ -25,7 +25,7 @@ from gdlens.flow.losses import LossFn, check_target, resolve_loss
 from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
 from gdlens.flow.linearisation import AutodiffLinearisation, LayeredLinearisation
 from gdlens.flow.parameter_operator import FactoredKernel, ParameterKernel
-from gdlens.flow.propagator import Propagator
+from gdlens.flow.propagator import InjectedPropagator, Propagator
 from gdlens.flow.structure import check_model, closed_form_kind, closed_form_layers, is_time_invariant
 from gdlens.models.protocol import StateSpace
 from gdlens.operators import ComposedOperator, LinearOperator
@@ -240,10 +240,14 @@ class KPFlow:
     @cached_property
     def G(self) -> LinearOperator:  # noqa: N802
         """``G = P K Pᵀ = (dz/dθ)(dz/dθ)ᵀ`` on (B, T, H): symmetric PSD."""
-        G = ComposedOperator([self.P, self.K, self.P.T], is_symmetric=True)
-        J = self.K.gram_factor
+        P, K = self.P, self.K
+        lin = self._linearisation if self._layers is not None else None
+        if lin is not None and lin.is_layered:  # G = (P M) diag(K^ℓ) (P M)ᵀ: M folded into P's steps
+            P, K = InjectedPropagator(lin), FactoredKernel(lin, list(self.theta), compose=False)
+        G = ComposedOperator([P, K, P.T], is_symmetric=True)
+        J = K.gram_factor
         if J is not None:  # G = (P J)(P J)ᵀ: spectral routines may work in parameter space
-            G.gram_factor = self.P @ J
+            G.gram_factor = P @ J
         return G
 
     @cached_property

@@ -195,7 +195,7 @@ class LayeredLinearisation:
                 carry = layer.inp_T(at, w)
         return out
 
-    # ------------------------------------------------------------------ D_t
+    # ------------------------------------------------------------------ D_t = M_t Rec_t
     def d(self, i: int, Q: Tensor) -> Tensor:
         rec = [layer.rec(i, q) for layer, q in zip(self.layers, self.split(Q))]
         return self.join(self.within(i, rec), Q)
@@ -203,6 +203,25 @@ class LayeredLinearisation:
     def dT(self, i: int, G: Tensor) -> Tensor:  # noqa: N802
         W = self.within_T(i, self.split(G))
         return self.join([layer.rec_T(i, w) for layer, w in zip(self.layers, W)], G)
+
+    def rec(self, i: int, Q: Tensor) -> Tensor:
+        """Rec_t = diag_ℓ(∂s^ℓ_t/∂s^ℓ_{t-1}) on Q (k, B, S): D_t without the within-step M_t."""
+        return self.join([layer.rec(i, q) for layer, q in zip(self.layers, self.split(Q))], Q)
+
+    def rec_T(self, i: int, G: Tensor) -> Tensor:  # noqa: N802
+        return self.join([layer.rec_T(i, g) for layer, g in zip(self.layers, self.split(G))], G)
+
+    def compose(self, at: Index, R: Tensor) -> Tensor:
+        """M_t on a state-shaped R (..., S) of injections."""
+        return self.join(self.within(at, self.split(R)), R)
+
+    def compose_T(self, at: Index, G: Tensor) -> Tensor:  # noqa: N802
+        return self.join(self.within_T(at, self.split(G)), G)
+
+    @property
+    def is_layered(self) -> bool:
+        """More than one layer: M ≠ I."""
+        return len(self.layers) > 1
 
     # ------------------------------------------------------------------ parameters
     def theta_names(self) -> list[str]:

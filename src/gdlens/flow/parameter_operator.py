@@ -85,6 +85,9 @@ class FactoredKernel(LinearOperator):
         linearisation: the :class:`~gdlens.flow.linearisation.LayeredLinearisation`.
         names: the θ names S (every parameter of the layers, and ``z0``, when None). ``z0``
             contributes nothing when z_0 is a constant passed by the user.
+        compose: apply the within-step composition M of a stack (K_S = M diag(K^ℓ_S) Mᵀ, the
+            parameter operator); False gives diag(K^ℓ_S) alone, the kernel between the
+            :class:`~gdlens.flow.propagator.InjectedPropagator` P M and its adjoint in G.
     """
 
     #: on CPU, probes are processed in chunks whose (B·T, G·H) intermediates stay within this
@@ -92,7 +95,9 @@ class FactoredKernel(LinearOperator):
     #: B·T = 1600, H = 64 and 256); on other devices all k probes go in one chunk
     CPU_CHUNK_BYTES = 2 * 2**20
 
-    def __init__(self, linearisation: LayeredLinearisation, names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, linearisation: LayeredLinearisation, names: Sequence[str] | None = None, *, compose: bool = True
+    ) -> None:
         lin = self.linearisation = linearisation
         known = lin.theta_names()
         self.names = known if names is None else list(names)
@@ -115,7 +120,9 @@ class FactoredKernel(LinearOperator):
             U = torch.cat(cols, dim=-1).reshape(B * T, -1)
             self._blocks.append((ell, site, U, [(n, c.shape[-1]) for (n, _), c in zip(members, cols)]))
         self._with_z0 = "z0" in self.names and lin.z0_learnable
-        self._layered = len(lin.layers) > 1
+        self._layered = compose and lin.is_layered
+        # J_{z0} δ = D_1 δ = M_1 Rec_1 δ: without M, z0 injects Rec_1 δ at t = 1
+        self._z0_d, self._z0_dT = (lin.d, lin.dT) if compose or not lin.is_layered else (lin.rec, lin.rec_T)
 
     def _chunk(self, k: int, V: Tensor) -> int:
         if V.device.type != "cpu":
@@ -139,12 +146,12 @@ class FactoredKernel(LinearOperator):
 
     def _z0_rows(self, V: Tensor) -> Tensor:
         """J_{z0}ᵀ v = Σ_b D_{b,1}ᵀ v_{b,1}: V (k, B, T, S) -> (k, S)."""
-        return self.linearisation.dT(0, V[:, :, 0]).sum(1)
+        return self._z0_dT(0, V[:, :, 0]).sum(1)
 
     def _add_z0(self, out: Tensor, g0: Tensor) -> Tensor:
         """out[:, :, 0] += D_1 g0 for each batch row (J_{z0} g0)."""
         k, B, _, S = out.shape
-        out[:, :, 0] += self.linearisation.d(0, g0.unsqueeze(1).expand(k, B, S))
+        out[:, :, 0] += self._z0_d(0, g0.unsqueeze(1).expand(k, B, S))
         return out
 
     def _from_layers(self, R: list[Tensor | None], like: Tensor) -> Tensor:

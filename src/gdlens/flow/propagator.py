@@ -22,7 +22,43 @@ from torch import Tensor
 from gdlens.flow.linearisation import AutodiffLinearisation, StepLinearisation
 from gdlens.operators import LinearOperator
 
-__all__ = ["Propagator"]
+__all__ = ["Propagator", "InjectedPropagator"]
+
+
+class InjectedPropagator(LinearOperator):
+    """``P M`` for a stack of layers (:class:`~gdlens.flow.linearisation.LayeredLinearisation`):
+    the states' response to perturbations r injected into each layer's state, after the layers
+    above have read them within the same step. With D_t = M_t Rec_t,
+
+        (P M r)_t = M_t (r_t + Rec_t (P M r)_{t-1}),
+        (Mᵀ Pᵀ g)_t = M_tᵀ (g_t + Rec_{t+1}ᵀ (Mᵀ Pᵀ g)_{t+1}),
+
+    so M costs nothing beyond P: G = P K Pᵀ = (P M) diag_ℓ(K^ℓ) (P M)ᵀ applies each layer's
+    within-step composition once per step instead of twice more for K.
+    """
+
+    def __init__(self, linearisation) -> None:
+        self.linearisation = linearisation
+        super().__init__(tuple(linearisation.shape), dtype=linearisation.dtype, device=linearisation.device)
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        lin = self.linearisation
+        p = lin.compose(0, X[:, :, 0])
+        out = [p]
+        for i in range(1, X.shape[2]):
+            p = lin.compose(i, X[:, :, i] + lin.rec(i, p))
+            out.append(p)
+        return torch.stack(out, dim=2)
+
+    def _rmatmat(self, Y: Tensor) -> Tensor:
+        lin = self.linearisation
+        T = Y.shape[2]
+        w = lin.compose_T(T - 1, Y[:, :, T - 1])
+        out = [w]
+        for i in range(T - 2, -1, -1):
+            w = lin.compose_T(i, Y[:, :, i] + lin.rec_T(i + 1, w))
+            out.append(w)
+        return torch.stack(out[::-1], dim=2)
 
 
 class Propagator(LinearOperator):
