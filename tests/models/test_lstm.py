@@ -51,11 +51,11 @@ def test_readout_reads_h_only() -> None:
     model = make()
     phi = model.readout_params()
     z = torch.randn(4, 6, 2 * H, generator=torch.Generator().manual_seed(6), dtype=F64)
-    y = model.readout(phi, z)
+    y = model.read(phi, z)
     torch.testing.assert_close(y, z[..., :H] @ phi["readout.weight"].T + phi["readout.bias"])
     z2 = z.clone()
     z2[..., H:] += 1.0
-    torch.testing.assert_close(model.readout(phi, z2), y, rtol=0, atol=0)
+    torch.testing.assert_close(model.read(phi, z2), y, rtol=0, atol=0)
     assert phi["readout.weight"].shape == (2, H)
 
 

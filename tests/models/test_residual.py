@@ -72,10 +72,10 @@ def test_readout_reads_last_layer_only() -> None:
     model = make(depth=4)
     phi = model.readout_params()
     z = torch.randn(4, 4, 3, generator=torch.Generator().manual_seed(5), dtype=F64)
-    y = model.readout(phi, z)
+    y = model.read(phi, z)
     z2 = z.clone()
     z2[:, :-1] += 1.0
-    torch.testing.assert_close(model.readout(phi, z2), y, rtol=0, atol=0)
+    torch.testing.assert_close(model.read(phi, z2), y, rtol=0, atol=0)
     assert y.shape == (4, 1, 2)
 
 

@@ -46,7 +46,7 @@ def test_lstm_state_layout_and_readout() -> None:
     z = torch.randn(5, 6, model.state_size, generator=torch.Generator().manual_seed(4), dtype=F64)
     phi = model.readout_params()
     top_h = z[..., 4 * H : 5 * H]  # layers (h1, c1, h2, c2, h3, c3)
-    torch.testing.assert_close(model.readout(phi, z), top_h @ phi["readout.weight"].T + phi["readout.bias"])
+    torch.testing.assert_close(model.read(phi, z), top_h @ phi["readout.weight"].T + phi["readout.bias"])
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])

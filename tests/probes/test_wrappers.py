@@ -242,7 +242,7 @@ def gru_output(model, p, x):
     """The GRU's output from explicit parameters, through its own pure functions."""
     theta = {k: v for k, v in p.items() if not k.startswith("readout.")}
     phi = {k: v for k, v in p.items() if k.startswith("readout.")}
-    return model.readout(phi, model.unroll(theta, x))
+    return model.read(phi, model.unroll(theta, x))
 
 
 def test_sharpness_probe_on_a_state_space_model_and_a_subset():

@@ -1,4 +1,5 @@
-"""State-space models in functional form (see :mod:`gdlens.models.base` for the protocol)."""
+"""State-space models in functional form (see :mod:`gdlens.models.base` for the base class and
+:mod:`gdlens.models.protocol` for the protocol the flow engine needs)."""
 
 from gdlens.models.base import Params, StateSpaceModel
 from gdlens.models.deep_linear import DeepLinear
@@ -7,6 +8,7 @@ from gdlens.models.gru import GRU
 from gdlens.models.lstm import LSTM
 from gdlens.models.mlp import MLP
 from gdlens.models.neural_ode import NeuralODE
+from gdlens.models.protocol import StateSpace
 from gdlens.models.registry import MODELS, build
 from gdlens.models.residual import ResidualStack
 from gdlens.models.rnn import RNN
@@ -16,6 +18,7 @@ from gdlens.models.transformer import Transformer1L
 
 __all__ = [
     "StateSpaceModel",
+    "StateSpace",
     "Params",
     "RNN",
     "GRU",

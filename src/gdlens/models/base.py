@@ -5,24 +5,32 @@ times for a neural ODE, depth for a residual stack)::
 
     z_0 = initial_state(θ, x)                       (B, H)
     z_t = step(θ, z_{t-1}, x_t, t)                  (B, H),  t = 1..T
-    y   = readout(φ, z)                             z: (B, T, H) -> y: (B, T', O)
+    y   = read(φ, z)                                z: (B, T, H) -> y: (B, T', O)
 
 θ ("state parameters") are every parameter that ``step`` or ``initial_state`` reads; φ
-("readout parameters") the ones ``readout`` reads. Both are plain ``dict[str, Tensor]``
+("readout parameters") the ones ``read`` reads. Both are plain ``dict[str, Tensor]``
 keyed by the names of :meth:`torch.nn.Module.named_parameters`, so the functions can be
 transformed with :mod:`torch.func` (``jvp``, ``vjp``, ``vmap``, ``jacrev``).
 
 A custom cell: subclass :class:`StateSpaceModel`, register its parameters as usual, list
 the readout's parameter-name prefixes in ``readout_prefixes``, and implement
-:meth:`StateSpaceModel.step` (and :meth:`StateSpaceModel.readout`,
+:meth:`StateSpaceModel.step` (and :meth:`StateSpaceModel.read`,
 :meth:`StateSpaceModel.initial_state`, :meth:`StateSpaceModel.step_inputs` where the
 defaults do not fit). ``step`` must be a pure function of its arguments: no in-place
 updates of its inputs, no reading of ``self``'s parameters directly (read them from θ).
+:class:`gdlens.models.protocol.StateSpace` lists what the flow engine calls.
+
+The pure readout is ``read``, never ``readout``: that name belongs to the readout submodule
+(``model.readout.weight``), which :func:`torch.func.functional_call` must reach. A subclass
+written against the old name (a method ``readout(self, phi, z)``) still works: defining the
+class emits a ``DeprecationWarning`` and the method is moved to ``read``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +51,7 @@ class StateSpaceModel(nn.Module):
             every other parameter belongs to θ.
 
     ``forward(x, z0=None) -> (y, z)`` with x (B, T, I), z (B, T, H) the states z_1..z_T
-    (z_0 excluded) and y = readout(φ, z). A ``z0`` passed to ``forward`` is a constant that
+    (z_0 excluded) and y = read(φ, z). A ``z0`` passed to ``forward`` is a constant that
     overrides :meth:`initial_state`.
     """
 
@@ -51,6 +59,23 @@ class StateSpaceModel(nn.Module):
     input_size: int
     output_size: int
     readout_prefixes: tuple[str, ...] = ("readout.",)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Deprecation path: a pure readout defined as a method ``readout`` moves to ``read``
+        (unless the class defines ``read`` too) and stops hiding the ``readout`` submodule."""
+        super().__init_subclass__(**kwargs)
+        legacy = cls.__dict__.get("readout")
+        if legacy is None or isinstance(legacy, nn.Module) or not callable(legacy):
+            return
+        warnings.warn(
+            f"{cls.__qualname__}.readout(phi, z): the pure readout of a StateSpaceModel is now called "
+            f"'read'; rename the method to 'read' (the name 'readout' is the readout submodule's)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if "read" not in cls.__dict__:
+            cls.read = legacy
+        delattr(cls, "readout")
 
     # ------------------------------------------------------------------ parameters
     def _is_readout(self, name: str) -> bool:
@@ -61,7 +86,7 @@ class StateSpaceModel(nn.Module):
         return {n: p for n, p in self.named_parameters() if not self._is_readout(n)}
 
     def readout_params(self) -> dict[str, Tensor]:
-        """φ: the parameters read by :meth:`readout`, by name."""
+        """φ: the parameters read by :meth:`read`, by name."""
         return {n: p for n, p in self.named_parameters() if self._is_readout(n)}
 
     # ------------------------------------------------------------------ the recursion
@@ -88,8 +113,9 @@ class StateSpaceModel(nn.Module):
         ``t`` is the 1-based step index (used by models with untied weights)."""
         raise NotImplementedError
 
-    def readout(self, phi: Params, z: Tensor) -> Tensor:
-        """y = g(z; φ): z (B, T, H) -> (B, T, O); default affine map ``readout.weight/bias``."""
+    def read(self, phi: Params, z: Tensor) -> Tensor:
+        """y = g(z; φ): z (B, T, H) -> (B, T, O); default affine map ``readout.weight/bias``
+        (the parameters of the ``readout`` submodule, an ``nn.Linear(H, O)``)."""
         return torch.nn.functional.linear(z, phi["readout.weight"], phi.get("readout.bias"))
 
     def unroll(self, theta: Params, x: Tensor, z0: Tensor | None = None) -> Tensor:
@@ -108,7 +134,7 @@ class StateSpaceModel(nn.Module):
 
     def forward(self, x: Tensor, z0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         z = self.unroll(self.state_params(), x, z0)
-        return self.readout(self.readout_params(), z), z
+        return self.read(self.readout_params(), z), z
 
     # ------------------------------------------------------------------ checks
     def _check_input(self, x: Tensor) -> None:

@@ -73,6 +73,6 @@ class LSTM(StateSpaceModel):
         )
         return torch.cat([h, c], dim=-1)
 
-    def readout(self, phi: Params, z: Tensor) -> Tensor:
+    def read(self, phi: Params, z: Tensor) -> Tensor:
         """y = C h + d, reading h = ``z[..., :H]``: z (B, T, 2H) -> (B, T, O)."""
         return F.linear(z[..., : self.hidden_size], phi["readout.weight"], phi.get("readout.bias"))

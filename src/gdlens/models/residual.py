@@ -114,6 +114,6 @@ class ResidualStack(StateSpaceModel):
             branch = F.linear(hidden, theta["weight_out"][k])
         return z_prev + branch
 
-    def readout(self, phi: Params, z: Tensor) -> Tensor:
+    def read(self, phi: Params, z: Tensor) -> Tensor:
         """y = C z_depth + d: z (B, depth, H) -> (B, 1, O), reading the last layer only."""
         return F.linear(z[..., -1:, :], phi["readout.weight"], phi.get("readout.bias"))

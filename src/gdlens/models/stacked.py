@@ -118,7 +118,7 @@ class StackedRNN(StateSpaceModel):
         start = (self.num_layers - 1) * self.layer_state_size
         return z[..., start : start + self.hidden_size]
 
-    def readout(self, phi: Params, z: Tensor) -> Tensor:
+    def read(self, phi: Params, z: Tensor) -> Tensor:
         """y = C h^L + d: z (B, T, L·S) -> (B, T, O)."""
         return F.linear(self.top_hidden(z), phi["readout.weight"], phi.get("readout.bias"))
 

@@ -141,7 +141,7 @@ def train_ensemble(
         def member_loss(p, b, x, target, mask):
             theta = {n: v for n, v in p.items() if n in theta_names}
             phi = {n: v for n, v in p.items() if n not in theta_names}
-            pred = model0.readout(phi, model0.unroll(theta, x))
+            pred = model0.read(phi, model0.unroll(theta, x))
             return loss_value(pred, target, loss_kind, mask)
     else:
         base = copy.deepcopy(models[0]).to("meta")  # structure only: functional_call supplies the tensors
