@@ -41,8 +41,9 @@ def test_ensemble_matches_separate_runs(tiny_base, optimizer, weight_decay, batc
 
 @pytest.mark.parametrize("model", ["rnn", "gru", "lstm"])
 def test_recurrent_ensemble_matches_separate_runs(model):
-    """gdlens' recurrent models train as one ensemble through their pure θ/φ functions, with
-    fresh minibatches per member seed and the recurrent default probes."""
+    """gdlens' recurrent models train as one ensemble through functional_call (their readout
+    submodule is reachable), with fresh minibatches per member seed and the recurrent default
+    probes."""
     base = {"task": {"name": "flip_flop", "T": 12, "bits": 2, "pulse_prob": 0.2},
             "model": {"name": model, "hidden": 8}, "optimizer": "adam", "steps": 15, "batch_size": 8,
             "probes": "default"}

@@ -2,10 +2,10 @@
 
 The members' parameters are stacked along a new leading axis
 (:func:`torch.func.stack_module_state`), the loss of every member is computed at once with
-:func:`torch.func.vmap` over :func:`torch.func.functional_call` (MLPs) or over the models' own
-pure functions ``readout(φ, unroll(θ, x))`` (gdlens' RNN, GRU and LSTM), and one elementwise
-optimizer (SGD or Adam/AdamW, written out so that each member may have its own learning rate)
-updates the stacks. The gradient of the summed loss with respect to member i's slice is
+:func:`torch.func.vmap` over :func:`torch.func.functional_call` (an MLP, or gdlens' RNN, GRU
+and LSTM, whose output is the first of their ``(y, z)``), and one elementwise optimizer (SGD
+or Adam/AdamW, written out so that each member may have its own learning rate) updates the
+stacks. The gradient of the summed loss with respect to member i's slice is
 member i's own gradient, and the optimizers act elementwise, so each member follows the same
 trajectory as a separate :func:`gdlens.train` run with the same seed (up to float rounding of
 batched vs single matrix products). Each member is recorded into the store as its own run,
@@ -134,21 +134,12 @@ def train_ensemble(
     from gdlens.tasks.base import loss_value
 
     recurrent = isinstance(models[0], StateSpaceModel)
-    if recurrent:  # their readout method hides the readout submodule from functional_call: use θ, φ
-        model0 = models[0]
-        theta_names = set(model0.state_params())
+    base = copy.deepcopy(models[0]).to("meta")  # structure only: functional_call supplies the tensors
 
-        def member_loss(p, b, x, target, mask):
-            theta = {n: v for n, v in p.items() if n in theta_names}
-            phi = {n: v for n, v in p.items() if n not in theta_names}
-            pred = model0.read(phi, model0.unroll(theta, x))
-            return loss_value(pred, target, loss_kind, mask)
-    else:
-        base = copy.deepcopy(models[0]).to("meta")  # structure only: functional_call supplies the tensors
-
-        def member_loss(p, b, x, target, mask):
-            pred = functional_call(base, (p, b), (x,))
-            return loss_value(pred, target, loss_kind, mask)
+    def member_loss(p, b, x, target, mask):
+        out = functional_call(base, (p, b), (x,))
+        pred = out[0] if isinstance(out, tuple) else out  # state-space models return (y, z)
+        return loss_value(pred, target, loss_kind, mask)
 
     recorders, runs = [], []
     for c, model in zip(configs, models):
