@@ -128,3 +128,33 @@ def test_integer_state_raises() -> None:
     model = _same_weights(_ArgmaxRNN)
     with pytest.raises(ValueError, match="int64"):
         KPFlow(model, case.x, case.target, z0=case.z0)
+
+
+@pytest.mark.parametrize("where", ["x", "target", "z0", "weight_hh", "readout.weight"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_input_is_named_with_its_first_index(where: str, bad: float) -> None:
+    case = make_case("gru")
+    x, target, z0 = case.x.clone(), case.target.clone(), case.z0.clone()
+    model = case.model
+    if where == "x":
+        x[1, 2, 0] = bad
+    elif where == "target":
+        target[1, 2, 0] = bad
+    elif where == "z0":
+        z0[1, 2] = bad
+    else:
+        with torch.no_grad():
+            dict(model.named_parameters())[where][1, 2] = bad
+    index = "(1, 2, 0)" if where in ("x", "target") else "(1, 2)"
+    with pytest.raises(ValueError, match=re.escape(where) + r".*non-finite.*" + re.escape(index)):
+        KPFlow(model, x, target, z0=z0)
+
+
+def test_states_that_overflow_are_refused() -> None:
+    """A linear RNN with a huge recurrent weight overflows to inf: refused, naming the states."""
+    model = RNN(2, 3, 2, nonlinearity="linear").double()
+    with torch.no_grad():
+        model.weight_hh.copy_(torch.eye(3, dtype=F64) * 1e200)
+    x = torch.ones(1, 5, 2, dtype=F64)
+    with pytest.raises(ValueError, match="states z.*non-finite"):
+        KPFlow(model, x, torch.zeros(1, 5, 2, dtype=F64))

@@ -90,3 +90,28 @@ def test_a_kpflow_is_a_snapshot_that_later_training_does_not_move(kind: str, fas
         assert rel(getattr(kp, name) @ V, getattr(reference, name) @ V) <= 1e-12, name
     assert rel(kp.ntk @ torch.ones_like(kp.output), reference.ntk @ torch.ones_like(kp.output)) <= 1e-12
     assert rel(kp.step_check(1e-3).actual, reference.step_check(1e-3).actual) <= 1e-12
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_kpflow_takes_a_torch_module_directly(layers: int) -> None:
+    """KPFlow(nn.GRU, x, target, readout=nn.Linear) is KPFlow of from_torch's model, closed forms included."""
+    from gdlens.models import from_torch
+
+    torch.manual_seed(0)
+    gru, head = torch.nn.GRU(2, 3, num_layers=layers, batch_first=True).double(), torch.nn.Linear(3, 2).double()
+    case = make_case("gru")
+    direct = KPFlow(gru, case.x, case.target, readout=head)
+    via = KPFlow(from_torch(gru, readout=head), case.x, case.target)
+    assert direct._closed_form == via._closed_form == "stacked-gru"
+    V = randn_like_shape(direct.shape, seed=3, k=2)
+    assert torch.equal(direct.G @ V, via.G @ V)
+    y, _ = gru(case.x)
+    assert rel(direct.output, head(y)) <= 1e-12
+
+
+def test_kpflow_refuses_what_it_cannot_convert() -> None:
+    case = make_case("gru")
+    with pytest.raises(ValueError, match="readout= is for torch"):
+        KPFlow(case.model, case.x, case.target, readout=torch.nn.Linear(3, 2).double())
+    with pytest.raises(TypeError, match="'step'"):
+        KPFlow(torch.nn.Linear(2, 2).double(), case.x, case.target)

@@ -26,7 +26,8 @@ from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
 from gdlens.flow.linearisation import AutodiffLinearisation, LayeredLinearisation
 from gdlens.flow.parameter_operator import FactoredKernel, ParameterKernel
 from gdlens.flow.propagator import InjectedPropagator, Propagator
-from gdlens.flow.structure import check_model, closed_form_kind, closed_form_layers, is_time_invariant
+from gdlens.flow.structure import check_finite, check_model, closed_form_kind, closed_form_layers, is_time_invariant
+from gdlens.models.torch_adapter import as_state_space
 from gdlens.models.protocol import StateSpace
 from gdlens.operators import ComposedOperator, LinearOperator
 
@@ -51,8 +52,10 @@ class KPFlow:
     """The KP decomposition of a state-space model at its current parameters.
 
     Args:
-        model: a :class:`gdlens.models.StateSpaceModel` (θ = ``state_params()``, φ =
-            ``readout_params()``; all parameters, whatever their ``requires_grad``).
+        model: a gdlens state-space model (θ = ``state_params()``, φ = ``readout_params()``;
+            all parameters, whatever their ``requires_grad``), or a torch ``nn.RNN``/``nn.GRU``/
+            ``nn.LSTM``, converted by :func:`gdlens.models.from_torch` (exactly, with closed
+            forms; x is then batch-first (B, T, I) whatever the module's ``batch_first``).
         x: the input the model takes (B, T, I) for recurrent models; see the model.
         target: for ``loss="mse"`` shaped like y (B, T', O); for ``"cross_entropy"`` integer
             classes (B, T') or probabilities (B, T', O); anything a callable loss accepts.
@@ -66,6 +69,8 @@ class KPFlow:
         strict: when the immediate Jacobian J_θ is identically zero (a cell that is not
             differentiable in θ: torch.round, argmax, detach, a constant output, or a fully
             dead ReLU network), raise ValueError (True) or only warn (False).
+        readout: for a torch recurrent module, the ``nn.Linear`` that reads its top hidden
+            state (None: the identity, so y is the module's output sequence).
 
     Attributes:
         hidden: z* (B, T, H), detached.  output: y (B, T', O).  loss_value: L (float).
@@ -77,7 +82,9 @@ class KPFlow:
     Raises:
         TypeError: a model that does not follow the protocol (names the missing attribute).
         ValueError: shapes of model, x, z0 and target that do not fit (names the shapes); a
-            state or output that is not floating point; J_θ ≡ 0 (see ``strict``).
+            state or output that is not floating point; NaN or inf in x, target, z0, a
+            parameter, the states, the output or the loss (names the tensor and the first bad
+            index); J_θ ≡ 0 (see ``strict``).
     """
 
     def __init__(
@@ -90,7 +97,9 @@ class KPFlow:
         *,
         fast: bool = True,
         strict: bool = True,
+        readout: torch.nn.Linear | None = None,
     ) -> None:
+        model = as_state_space(model, readout)
         check_model(model)
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -105,6 +114,10 @@ class KPFlow:
         for name, p in {**self.theta, **self.phi}.items():
             if not p.dtype.is_floating_point:
                 raise ValueError(f"parameter {name!r} has dtype {p.dtype}; the flow needs floating-point parameters")
+        check_finite("x", x)
+        check_finite("z0", self.z0)
+        for name, p in {**self.theta, **self.phi}.items():
+            check_finite(f"parameter {name!r}", p)
         ref = next(iter(self.theta.values()))
         if x.dtype.is_floating_point and x.dtype != ref.dtype:
             raise ValueError(
@@ -121,7 +134,12 @@ class KPFlow:
         if not self.output.dtype.is_floating_point:
             raise ValueError(f"the readout returned dtype {self.output.dtype}; the flow needs a floating-point output")
         self.target = check_target(self.loss_name, self.output, target)
+        check_finite("target", self.target)
+        check_finite("the states z (the unrolled model)", self.hidden)
+        check_finite("the output y", self.output)
         self.error, value = self._error_and_loss()
+        check_finite("the loss", value)
+        check_finite("the direct error e = dL/dz", self.error)
         self.loss_value = float(value)
         # the layers of the closed forms of K, K_groups and P, or None (generic paths)
         self._layers = closed_form_layers(model) if fast else None

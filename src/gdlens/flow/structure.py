@@ -11,6 +11,7 @@ time-dependent (the per-step reference path, always correct).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from gdlens.flow.cell_points import ROLES
@@ -26,6 +27,7 @@ __all__ = [
     "lstm_closed_form_applies",
     "closed_form_kind",
     "closed_form_layers",
+    "check_finite",
 ]
 
 #: what KPFlow reads from a model (see :class:`gdlens.models.StateSpaceModel`)
@@ -49,7 +51,8 @@ def check_model(model: object) -> None:
     missing = [name for name in REQUIRED_ATTRIBUTES if not hasattr(model, name)]
     if missing:
         raise TypeError(
-            f"KPFlow needs a gdlens StateSpaceModel (gdlens.models.base); {type(model).__name__} is missing "
+            f"KPFlow needs a gdlens state-space model (gdlens.models.StateSpace) or a torch nn.RNN/nn.GRU/nn.LSTM "
+            f"(converted by gdlens.models.from_torch); {type(model).__name__} is missing "
             f"attribute(s) {', '.join(repr(m) for m in missing)}"
         )
     if not isinstance(model, nn.Module):
@@ -164,3 +167,18 @@ def gru_closed_form_applies(model: object) -> bool:
 def lstm_closed_form_applies(model: object) -> bool:
     """Whether the closed forms apply to ``model`` as gdlens' LSTM (:func:`closed_form_kind`)."""
     return closed_form_kind(model) == "lstm"
+
+
+def check_finite(name: str, tensor: torch.Tensor | None) -> None:
+    """ValueError naming ``name`` and the first index (row-major) holding NaN or ±inf, with
+    the count of bad entries; integer tensors and None pass."""
+    if tensor is None or not isinstance(tensor, torch.Tensor) or not tensor.dtype.is_floating_point:
+        return
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+        value = float(tensor[first]) if first else float(tensor)
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or inf) out of {tensor.numel()}; "
+            f"the first is {value} at index {first} of shape {tuple(tensor.shape)}"
+        )

@@ -7,7 +7,7 @@ from torch import nn
 
 from gdlens.models.stacked import StackedRNN
 
-__all__ = ["from_torch"]
+__all__ = ["from_torch", "as_state_space"]
 
 
 def from_torch(module: nn.RNN | nn.GRU | nn.LSTM, readout: nn.Linear | None = None) -> StackedRNN:
@@ -101,3 +101,20 @@ def _check_supported(module: nn.RNNBase) -> None:
             f"dropout={module.dropout} is active (training mode, num_layers={module.num_layers}) and is not "
             "supported by from_torch; call module.eval() or set dropout=0"
         )
+
+
+def as_state_space(model: nn.Module, readout: nn.Linear | None = None) -> nn.Module:
+    """The model to analyse: a torch ``nn.RNN``/``nn.GRU``/``nn.LSTM`` goes through
+    :func:`from_torch` (with ``readout``, an ``nn.Linear`` on its top hidden state); anything
+    else is returned as it is (the caller checks it against the state-space protocol).
+
+    Raises:
+        ValueError: ``readout`` given for a model that is not a torch recurrent module.
+    """
+    if isinstance(model, (nn.RNN, nn.GRU, nn.LSTM)):
+        return from_torch(model, readout=readout)
+    if readout is not None:
+        raise ValueError(
+            f"readout= is for torch's nn.RNN/nn.GRU/nn.LSTM; {type(model).__name__} must bring its own readout"
+        )
+    return model
