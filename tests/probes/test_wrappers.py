@@ -246,8 +246,8 @@ def gru_output(model, p, x):
 
 
 def test_sharpness_probe_on_a_state_space_model_and_a_subset():
-    """gdlens' GRU (its readout submodule is shadowed by the readout method): the probe's Hessian
-    is the one of the loss written with the model's pure functions."""
+    """gdlens' GRU: the probe's Hessian (through functional_call) is the one of the loss written
+    with the model's pure functions ``read(φ, unroll(θ, x))``."""
     model, data = gru_setup()
     result = gd.train(model, data, optimizer="sgd", lr=0.1, steps=5,
                       probes=[SharpnessProbe(tol=1e-10, schedule=Schedule(every=5)),
@@ -261,6 +261,44 @@ def test_sharpness_probe_on_a_state_space_model_and_a_subset():
     assert result.recorder.last("sharpness/lambda_max") == pytest.approx(full, rel=1e-8)
     assert result.recorder.last("sharp3/lambda_max") == pytest.approx(part, rel=1e-8)
     assert abs(full - part) > 1e-6 * full
+
+
+class TiedAutoencoder(nn.Module):
+    """``y = W tanh(W x + b) + c``: one weight W held by two modules (``dec.weight`` is ``enc.weight``)."""
+
+    def __init__(self, d: int = 3) -> None:
+        super().__init__()
+        self.enc, self.dec = nn.Linear(d, d), nn.Linear(d, d)
+        self.dec.weight = self.enc.weight
+
+    def forward(self, x):
+        return self.dec(torch.tanh(self.enc(x)))
+
+
+def tied_output(p, x):
+    """The tied model's output from explicit parameters, W used twice."""
+    W = p["enc.weight"]
+    return torch.nn.functional.linear(torch.tanh(torch.nn.functional.linear(x, W, p["enc.bias"])), W, p["dec.bias"])
+
+
+def test_probes_swap_tied_weights_together():
+    """Sharpness and NTK of a model with one weight in two modules: both uses of W move (a swap of
+    one slot only would give other second derivatives and another kernel)."""
+    torch.manual_seed(0)
+    model = TiedAutoencoder().to(F64)
+    params = dict(model.named_parameters())
+    assert set(params) == {"enc.weight", "enc.bias", "dec.bias"}
+    data = gd.tasks.teacher_student(20, input_dim=3, output_dim=3, dtype=F64)
+    torch.testing.assert_close(tied_output(params, data.x), model(data.x))
+    ctx = ProbeContext(0, model, batch=data)
+    sharp = SharpnessProbe(tol=1e-10).compute(ctx)["lambda_max"]
+    ref = float(top_hessian_eig(lambda p: data.loss_value(tied_output(p, data.x)), params, tol=1e-10)[0])
+    assert sharp == pytest.approx(ref, rel=1e-8)
+    ntk = NTKProbe(n_samples=4).compute(ctx)
+    x = data.x[spread_indices(20, 4)]
+    K = empirical_ntk(tied_output, params, x).dense()
+    assert ntk["trace"] == pytest.approx(float(torch.diagonal(K).sum()), rel=1e-10)
+    assert ntk["lambda_max"] == pytest.approx(float(torch.linalg.eigvalsh(K)[-1]), rel=1e-10)
 
 
 def test_sharpness_probe_without_an_optimizer_and_errors():

@@ -23,22 +23,21 @@ between runs. That state travels in ``gd.train``'s checkpoints
 (:func:`gdlens.probes.base.probe_state`), so a resumed run keeps the reference of its first step.
 
 The probes that differentiate the model (sharpness, NTK) need the loss or the outputs as a
-function of the parameters. They swap the given tensors into the model's own parameter slots for
-the duration of one call (like :func:`torch.func.functional_call`, but reaching submodules through
-``_modules``, so a submodule shadowed by a method of the same name, as ``readout`` in gdlens'
-state-space models, works too). Weights tied between two modules are swapped together.
+function of the parameters: :func:`torch.func.functional_call` puts the given tensors into the
+model's parameter slots for the duration of one call (weights tied between two modules are
+swapped together, ``tie_weights=True``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from gdlens.operators import DiagonalOperator
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule, forward
@@ -74,71 +73,44 @@ __all__ = [
 
 # ---------------------------------------------------------------------- model plumbing
 def _submodule(model: nn.Module, name: str) -> nn.Module:
-    """The submodule at a dotted path, reached through ``_modules`` (not ``getattr``)."""
-    mod = model
-    for part in name.split(".") if name else []:
-        children = mod._modules
-        if part not in children or children[part] is None:
-            known = [n for n, _ in model.named_modules() if n]
-            raise ValueError(f"the model has no submodule {name!r}; submodules: {known}")
-        mod = children[part]
-    return mod
+    """The submodule at a dotted path (ValueError naming the model's submodules if none)."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        known = [n for n, _ in model.named_modules() if n]
+        raise ValueError(f"the model has no submodule {name!r}; submodules: {known}") from None
 
 
-def _parameter_slots(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
-    """For each parameter (by id), every (module, attribute) slot that holds it."""
-    slots: dict[int, list[tuple[nn.Module, str]]] = {}
-    seen: set[tuple[int, str]] = set()
-    for _, mod in model.named_modules(remove_duplicate=False):
-        for leaf, p in mod._parameters.items():
-            if p is not None and (id(mod), leaf) not in seen:
-                seen.add((id(mod), leaf))
-                slots.setdefault(id(p), []).append((mod, leaf))
-    return slots
+class _Apply(nn.Module):
+    """``fn(model)`` as the forward of a module whose only child is ``model``, so that
+    :func:`torch.func.functional_call` runs it with other tensors in the model's parameter slots."""
 
-
-class _Swapper:
-    """Swaps tensors into a model's parameter slots for the duration of a ``with`` block."""
-
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fn: Callable[[nn.Module], Any]) -> None:
+        super().__init__()
         self.model = model
-        self.named = dict(model.named_parameters())
-        self.slots = _parameter_slots(model)
+        self.fn = fn
 
-    @contextmanager
-    def __call__(self, params: Mapping[str, Tensor]) -> Iterator[nn.Module]:
-        saved: list[tuple[nn.Module, str, Any]] = []
-        try:
-            for name, tensor in params.items():
-                if name not in self.named:
-                    raise ValueError(f"the model has no parameter {name!r}; parameters: {list(self.named)}")
-                for mod, leaf in self.slots[id(self.named[name])]:
-                    saved.append((mod, leaf, mod._parameters[leaf]))
-                    mod._parameters[leaf] = tensor
-            yield self.model
-        finally:
-            for mod, leaf, original in reversed(saved):
-                mod._parameters[leaf] = original
+    def forward(self) -> Any:
+        return self.fn(self.model)
 
 
 def _functional_loss(model: nn.Module, loss_fn: Callable[[nn.Module], Tensor]) -> Callable[[Any], Tensor]:
-    """``params -> loss_fn(model with params)`` for ``params`` a dict name -> tensor."""
-    swap = _Swapper(model)
+    """``params -> loss_fn(model with params)`` for ``params`` a dict name -> tensor (a subset of
+    the parameters; the others keep their values)."""
+    wrapped = _Apply(model, loss_fn)
 
     def f(params: Mapping[str, Tensor]) -> Tensor:
-        with swap(params):
-            return loss_fn(model)
+        return functional_call(wrapped, {f"model.{n}": t for n, t in params.items()}, ())
 
     return f
 
 
 def _functional_model(model: nn.Module) -> Callable[[Any, Tensor], Tensor]:
-    """``(params, x) -> y``, the model's first output with ``params`` swapped in."""
-    swap = _Swapper(model)
+    """``(params, x) -> y``, the model's first output with ``params`` in its parameter slots."""
 
     def f(params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-        with swap(params):
-            return forward(model, x)[0]
+        out = functional_call(model, dict(params), (x,))
+        return out[0] if isinstance(out, tuple) else out
 
     return f
 
