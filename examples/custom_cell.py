@@ -18,7 +18,7 @@ import gdlens as gd
 
 
 class LeakyRateRNN(gd.models.StateSpaceModel):
-    """z_t = (1 − α) z_{t-1} + α tanh(W z_{t-1} + U x_t + b), y_t = readout(z_t)."""
+    """z_t = (1 − α) z_{t-1} + α tanh(W z_{t-1} + U x_t + b), y_t = C z_t + d (the default read(φ, z))."""
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, alpha: float = 0.2, g: float = 1.5):
         super().__init__()
