@@ -13,7 +13,7 @@ from gdlens.models.registry import MODELS, build
 from gdlens.models.residual import ResidualStack
 from gdlens.models.rnn import RNN
 from gdlens.models.stacked import StackedRNN
-from gdlens.models.torch_adapter import from_torch
+from gdlens.models.torch_adapter import as_state_space, from_torch
 from gdlens.models.transformer import Transformer1L
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "ResidualStack",
     "StackedRNN",
     "from_torch",
+    "as_state_space",
     "MLP",
     "EmbeddingMLP",
     "Transformer1L",
