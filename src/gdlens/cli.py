@@ -92,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.model == "rnn":
         model_kwargs["nonlinearity"] = args.nonlinearity
     model = gd.models.build(args.model, task.input_size, args.hidden, task.output_size, g=args.g, **model_kwargs)
-    probes = gd.probes.default_probes(recurrent=isinstance(model, gd.models.StateSpaceModel))
+    probes = gd.probes.default_probes(recurrent=isinstance(model, gd.models.StateSpace))
     if args.kp:
         probes.append(gd.probes.KPProbe())
     betas = tuple(args.betas) if args.betas else None

@@ -114,7 +114,7 @@ def run_config(config: Mapping[str, Any], store: Store | str, sweep: str | None 
     """Train one config into ``store`` (a path or Store) and return its run id. An
     interrupted run of the same config is resumed from its last checkpoint; a completed one is
     returned without training. ``threads`` sets ``torch.set_num_threads`` (workers use 1)."""
-    from gdlens.models.base import StateSpaceModel
+    from gdlens.models.protocol import StateSpace
     from gdlens.tasks import get as get_task
     from gdlens.train import train
 
@@ -130,7 +130,7 @@ def run_config(config: Mapping[str, Any], store: Store | str, sweep: str | None 
     interrupted = _matching([r for r in records if r["status"] == "interrupted"], config)
     task = get_task(**config["task"])
     model = build_model(config, task)
-    probes = build_probes(config["probes"], isinstance(model, StateSpaceModel))
+    probes = build_probes(config["probes"], isinstance(model, StateSpace))
     result = train(
         model, task, optimizer=config["optimizer"], lr=float(config["lr"]), steps=int(config["steps"]),
         batch_size=config["batch_size"], weight_decay=float(config["weight_decay"]),

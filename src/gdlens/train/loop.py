@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gdlens.models.base import StateSpaceModel
+from gdlens.models.protocol import StateSpace
 from gdlens.probes.base import Probe, forward
 from gdlens.probes.training import default_probes
 from gdlens.store import Run, Store, open_store
@@ -228,7 +228,7 @@ def train(
     reference = next((p for p in model.parameters() if p.is_floating_point()), None)
     batches = _Batches(task, batch_size, seed, eval_data, *(
         (reference.device, reference.dtype) if reference is not None else (None, None)))
-    probes = list(probes) if probes is not None else default_probes(isinstance(model, StateSpaceModel))
+    probes = list(probes) if probes is not None else default_probes(isinstance(model, StateSpace))
     opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, betas, momentum)
     if isinstance(store, (str,)) or (store is not None and not isinstance(store, Store)):
         store = open_store(store)
