@@ -3,6 +3,6 @@ arrays, state-dict checkpoints; pandas loaders. See :mod:`gdlens.store.store`.""
 
 from gdlens.store.database import StoreError
 from gdlens.store.export import FORMATS, export_run
-from gdlens.store.store import STATUSES, Run, Store, canonical_config, open_store
+from gdlens.store.store import STATUSES, Run, Store, StoreWarning, canonical_config, open_store
 
-__all__ = ["Store", "Run", "StoreError", "open_store", "canonical_config", "export_run", "FORMATS", "STATUSES"]
+__all__ = ["Store", "Run", "StoreError", "StoreWarning", "open_store", "canonical_config", "export_run", "FORMATS", "STATUSES"]

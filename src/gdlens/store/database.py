@@ -64,21 +64,46 @@ CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics(run_id, step);
 """
 
 
-def connect(path: Path, timeout: float = 60.0) -> sqlite3.Connection:
-    """Open (creating if needed) the store database with WAL journaling and a busy timeout.
+def connect(path: Path, timeout: float = 60.0, readonly: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) the store database with WAL journaling and a busy timeout;
+    ``readonly=True`` opens an existing one for reading only (nothing is created or written,
+    which works on read-only media too).
 
     ``synchronous=NORMAL`` in WAL mode never corrupts the database; a power loss may drop the
     last transactions, a killed process never does.
     """
     try:
-        return _open(path, timeout)
+        return _open_readonly(path, timeout) if readonly else _open(path, timeout)
+    except sqlite3.OperationalError as err:  # read-only media, permissions and the like
+        raise StoreError(f"{path} cannot be opened{'' if readonly else ' for writing'}: {err}") from err
     except sqlite3.DatabaseError as err:  # includes "file is not a database", "disk I/O error"
         raise StoreError(
             f"{path} cannot be used as a gdlens store database: {err}. Point gdlens at a new directory, "
             f"or move the file away"
         ) from err
-    except sqlite3.OperationalError as err:  # pragma: no cover - read-only media and the like
-        raise StoreError(f"{path} cannot be opened for writing: {err}") from err
+
+
+def _open_readonly(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection. A WAL database in a directory nobody may write to has no
+    ``-shm`` file to share: it is then opened as immutable (a snapshot of what is on disk)."""
+    uri = Path(path).resolve().as_uri()
+    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+        con = sqlite3.connect(uri + suffix, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as err:
+            con.close()
+            if "no such table" in str(err):
+                raise sqlite3.DatabaseError("it holds no gdlens tables") from err
+            if suffix.endswith("immutable=1"):
+                raise
+            continue
+        if row is not None and int(row[0]) > SCHEMA_VERSION:
+            con.close()
+            raise StoreError(f"{path} has store schema version {row[0]}, newer than this gdlens understands "
+                             f"({SCHEMA_VERSION})")
+        return con
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _open(path: Path, timeout: float) -> sqlite3.Connection:

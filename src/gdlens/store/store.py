@@ -15,21 +15,31 @@ checkpoint.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
+import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import pickle
 
 import numpy as np
 import torch
 
 from gdlens.store.database import StoreError, connect, this_process, transaction
 
-__all__ = ["Store", "Run", "open_store", "canonical_config"]
+__all__ = ["Store", "Run", "open_store", "canonical_config", "StoreWarning"]
+
+
+class StoreWarning(UserWarning):
+    """Something in the store is damaged and was skipped (a checkpoint, an array file); the
+    message names the file."""
 
 STATUSES = ("running", "completed", "interrupted", "failed", "diverged")
 
@@ -103,16 +113,27 @@ class Store:
     replaced in the child on first use.
     """
 
-    def __init__(self, path: str | os.PathLike, stale_after: float = 600.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike, stale_after: float = 600.0, *, create: bool = True, readonly: bool | None = None
+    ) -> None:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path} exists and is not a directory: a store is a directory")
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise StoreError(f"cannot create the store directory {self.path}: {err.strerror}") from err
-        if not os.access(self.path, os.W_OK | os.X_OK):
+        if not create or readonly:
+            if not (self.path / "store.sqlite").is_file():
+                raise StoreError(f"no gdlens store at {self.path} (no store.sqlite there); check the store path")
+        else:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"cannot create the store directory {self.path}: {err.strerror}") from err
+        database = self.path / "store.sqlite"
+        writable = os.access(self.path, os.W_OK | os.X_OK) and (not database.exists() or os.access(database, os.W_OK))
+        if readonly is None:
+            readonly = not create and not writable
+        if not readonly and not writable:
             raise StoreError(f"the store directory {self.path} is not writable")
+        self.readonly = bool(readonly)
         self.stale_after = stale_after
         self._con = None
         self._pid = -1
@@ -120,9 +141,13 @@ class Store:
     @property
     def con(self):
         if self._con is None or self._pid != os.getpid():
-            self._con = connect(self.path / "store.sqlite")
+            self._con = connect(self.path / "store.sqlite", readonly=self.readonly)
             self._pid = os.getpid()
         return self._con
+
+    def _writable(self, action: str) -> None:
+        if self.readonly:
+            raise StoreError(f"the store {self.path} is open read-only: cannot {action}")
 
     def close(self) -> None:
         if self._con is not None and self._pid == os.getpid():
@@ -137,6 +162,7 @@ class Store:
         self, config: Mapping[str, Any], name: str | None = None, run_id: str | None = None, sweep: str | None = None
     ) -> Run:
         """Register a new run with status ``running`` and return its handle."""
+        self._writable("create a run")
         run_id = _check_name(run_id) if run_id else uuid.uuid4().hex[:12]
         now = time.time()
         host, pid = this_process()
@@ -163,28 +189,45 @@ class Store:
 
     def resume(self, run_id: str) -> Run:
         """Reopen an interrupted (or failed) run for writing: status back to ``running``,
-        owned by this process. Its last checkpoint is :meth:`Run.latest_checkpoint`."""
+        owned by this process. Its last checkpoint is :meth:`Run.latest_checkpoint`.
+
+        ``run_id`` may be a unique prefix: it is resolved to the full id first, so the run is
+        ``running`` while it trains and no other process resumes it a second time. A run that
+        is running (its writer alive), completed or diverged is refused with a
+        :class:`StoreError` saying why."""
+        self._writable("resume a run")
+        self.mark_stale()
         run = self.run(run_id)
         host, pid = this_process()
+        now = time.time()
         with transaction(self.con) as con:
-            con.execute(
+            updated = con.execute(
                 "UPDATE runs SET status = 'running', host = ?, pid = ?, heartbeat = ?, updated_at = ?, error = NULL "
-                "WHERE id = ?",
-                (host, pid, time.time(), time.time(), run_id),
-            )
+                "WHERE id = ? AND status IN ('interrupted', 'failed')",
+                (host, pid, now, now, run.id),
+            ).rowcount
+        if updated != 1:
+            status = run.status
+            why = {"running": "it is running (its process is alive); stop it first",
+                   "completed": "it is already completed", "diverged": "it diverged (its loss became non-finite)"}
+            raise StoreError(f"run {run.id} cannot be resumed: {why.get(status, f'its status is {status}')}")
         return run
 
-    def mark_stale(self) -> list[str]:
-        """Mark runs whose writer is gone as ``interrupted``; returns their ids."""
+    def _stale_ids(self) -> list[str]:
+        """Ids of the runs marked ``running`` whose writer is gone (same host: its pid is not
+        alive; another host: no heartbeat for ``stale_after`` seconds)."""
         host, _ = this_process()
         now = time.time()
-        stale = []
         rows = self.con.execute("SELECT id, host, pid, heartbeat FROM runs WHERE status = 'running'").fetchall()
-        for run_id, run_host, pid, heartbeat in rows:
-            dead = (run_host == host and not _pid_alive(pid)) or (now - heartbeat > self.stale_after)
-            if dead:
-                stale.append(run_id)
-        if stale:
+        return [run_id for run_id, run_host, pid, heartbeat in rows
+                if (run_host == host and not _pid_alive(pid)) or (now - heartbeat > self.stale_after)]
+
+    def mark_stale(self) -> list[str]:
+        """Mark runs whose writer is gone as ``interrupted``; returns their ids (a read-only
+        store writes nothing: :meth:`runs` reports them as interrupted all the same)."""
+        stale = self._stale_ids()
+        if stale and not self.readonly:
+            now = time.time()
             with transaction(self.con) as con:
                 con.executemany(
                     "UPDATE runs SET status = 'interrupted', updated_at = ? WHERE id = ? AND status = 'running'",
@@ -192,19 +235,33 @@ class Store:
                 )
         return stale
 
-    def runs(self, status: str | None = None, sweep: str | None = None, as_frame: bool = True):
+    def delete_run(self, run_id: str, force: bool = False) -> str:
+        """Delete a run (by id or unique prefix): its rows, arrays and checkpoints. A run that
+        is running (its writer alive) is refused unless ``force``. Returns the full id."""
+        self._writable("delete a run")
+        self.mark_stale()
+        run = self.run(run_id)
+        if run.status == "running" and not force:
+            raise StoreError(f"run {run.id} is running (its process is alive); stop it first")
+        with transaction(self.con) as con:
+            for table in ("metrics", "arrays", "checkpoints"):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.id,))
+            con.execute("DELETE FROM runs WHERE id = ?", (run.id,))
+        for folder in ("arrays", "checkpoints"):
+            shutil.rmtree(self.path / folder / run.id, ignore_errors=True)
+        return run.id
+
+    def runs(self, status: str | None = None, sweep: str | None = None, as_frame: bool = True, name: str | None = None):
         """All runs (newest last): id, name, status, created_at, updated_at, sweep, config and
         summary (parsed JSON). A pandas DataFrame (config and summary flattened into
         ``config.<key>`` / ``summary.<key>`` columns), or a list of dicts with
-        ``as_frame=False``."""
+        ``as_frame=False``. ``status`` and ``sweep`` select exactly; ``name`` is a shell-style
+        pattern (``"demo-*"``)."""
         if status is not None and status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-        self.mark_stale()
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        stale = set(self.mark_stale())
         query = "SELECT id, name, status, created_at, updated_at, sweep, config, summary, error FROM runs"
         clauses, params = [], []
-        if status:
-            clauses.append("status = ?")
-            params.append(status)
         if sweep:
             clauses.append("sweep = ?")
             params.append(sweep)
@@ -218,6 +275,11 @@ class Store:
             }
             for r in rows
         ]
+        for rec in records:
+            if rec["id"] in stale:
+                rec["status"] = "interrupted"
+        records = [rec for rec in records if (status is None or rec["status"] == status)
+                   and (name is None or fnmatch.fnmatchcase(rec["name"] or "", name))]
         if not as_frame:
             return records
         pd = _pandas()
@@ -266,9 +328,12 @@ class Store:
             params.append(name)
         out: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         for arr_name, step, rel in self.con.execute(query + " ORDER BY name, step", params).fetchall():
+            value = _load_array(self.path / rel)
+            if value is None:
+                continue
             steps, values = out.setdefault(arr_name, ([], []))
             steps.append(step)
-            values.append(np.load(self.path / rel, allow_pickle=False))
+            values.append(value)
         return {k: (np.array(s), v) for k, (s, v) in out.items()}
 
 
@@ -304,6 +369,7 @@ class Run:
     def log(self, step: int, metrics: Mapping[str, float] | None = None, **named: float) -> None:
         """Record scalar metrics at ``step`` (one transaction; a repeated (name, step) is
         replaced). Non-finite values are stored (NaN as NULL)."""
+        self.store._writable(f"write to run {self.id}")
         values = {**(metrics or {}), **named}
         now = time.time()
         rows = []
@@ -317,6 +383,7 @@ class Run:
     def log_series(self, name: str, steps: Iterable[int], values: Iterable[float]) -> None:
         """Record one scalar metric at many steps in one transaction (e.g. the per-step
         training loss, buffered by the training loop)."""
+        self.store._writable(f"write to run {self.id}")
         rows = []
         for step, value in zip(steps, values):
             v = float(value)
@@ -329,6 +396,7 @@ class Run:
     def log_array(self, step: int, name: str, array: np.ndarray | torch.Tensor) -> None:
         """Save an array (numpy or torch, detached to CPU) at ``step`` as an .npy file; ``name``
         may be hierarchical (``"probe/key"``)."""
+        self.store._writable(f"write to run {self.id}")
         _check_array_name(name)
         if isinstance(array, torch.Tensor):
             array = array.detach().cpu().numpy()
@@ -345,6 +413,7 @@ class Run:
 
     def save_checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
         """Save a state dict (tensors, numbers, strings, lists and dicts of them) at ``step``."""
+        self.store._writable(f"write to run {self.id}")
         rel = Path("checkpoints") / self.id / f"{int(step)}.pt"
         _atomic_write(self.store.path / rel, lambda f: torch.save(dict(state), f))
         with transaction(self.store.con) as con:
@@ -354,16 +423,33 @@ class Run:
             )
 
     def latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
-        """(step, state) of the newest checkpoint, loaded with ``weights_only=True``; None if none."""
-        row = self.store.con.execute(
-            "SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1", (self.id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return row[0], torch.load(self.store.path / row[1], weights_only=True, map_location="cpu")
+        """(step, state) of the newest intact checkpoint, loaded with ``weights_only=True``;
+        None if the run has none. A damaged checkpoint (truncated, corrupt, missing, or holding
+        objects other than tensors and plain containers) is skipped with a
+        :class:`StoreWarning` naming its file, and the next older one is tried; if every one is
+        damaged, a :class:`StoreError` lists them."""
+        rows = self.store.con.execute(
+            "SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC", (self.id,)
+        ).fetchall()
+        damaged = []
+        for step, rel in rows:
+            path = self.store.path / rel
+            try:
+                return step, torch.load(path, weights_only=True, map_location="cpu")
+            except Exception as err:  # noqa: BLE001 - every failure to load is reported the same way
+                reason = _load_failure(err)
+            damaged.append(str(path))
+            older = "trying the previous one" if len(damaged) < len(rows) else "no older checkpoint is left"
+            warnings.warn(f"checkpoint {path} of run {self.id} is skipped: {reason}; {older}", StoreWarning,
+                          stacklevel=2)
+        if damaged:
+            raise StoreError(f"every checkpoint of run {self.id} is damaged ({', '.join(damaged)}): delete them to "
+                             f"restart the run from step 0")
+        return None
 
     def update_summary(self, values: Mapping[str, Any] | None = None, **named: Any) -> None:
         """Merge values into the run's summary (JSON)."""
+        self.store._writable(f"write to run {self.id}")
         with transaction(self.store.con) as con:
             current = json.loads(con.execute("SELECT summary FROM runs WHERE id = ?", (self.id,)).fetchone()[0])
             current.update(_jsonable({**(values or {}), **named}))
@@ -373,6 +459,7 @@ class Run:
             )
 
     def _set_status(self, status: str, error: str | None = None) -> None:
+        self.store._writable(f"mark run {self.id} {status}")
         with transaction(self.store.con) as con:
             con.execute(
                 "UPDATE runs SET status = ?, error = ?, updated_at = ? WHERE id = ?", (status, error, time.time(), self.id)
@@ -416,9 +503,45 @@ class Run:
         return self.store.arrays(self.id, name)
 
 
-def open_store(path: str | os.PathLike, stale_after: float = 600.0) -> Store:
-    """Open (creating if needed) the run store at ``path``."""
-    return Store(path, stale_after)
+def open_store(
+    path: str | os.PathLike, stale_after: float = 600.0, *, create: bool = True, readonly: bool | None = None
+) -> Store:
+    """Open the run store at ``path``.
+
+    Args:
+        create: create the store when there is none (the default, for writers); with
+            ``create=False`` a path holding no store is a :class:`StoreError` (readers: a typo
+            in a path never leaves an empty store behind).
+        readonly: open for reading only (nothing is written, not even the ``interrupted``
+            mark of dead runs, which :meth:`Store.runs` reports all the same). None: read-only
+            exactly when ``create=False`` and the store cannot be written.
+    """
+    return Store(path, stale_after, create=create, readonly=readonly)
+
+
+def _load_failure(err: Exception) -> str:
+    """Why a checkpoint did not load, in words that never suggest unpickling it."""
+    if isinstance(err, FileNotFoundError):
+        return "the file is missing"
+    if isinstance(err, pickle.UnpicklingError):
+        return "it holds objects other than tensors and plain containers (gdlens never unpickles)"
+    return f"the file is damaged (truncated or corrupt: {type(err).__name__})"
+
+
+def _load_array(path: Path) -> np.ndarray | None:
+    """An .npy file loaded without pickle, or None (with a :class:`StoreWarning` naming the
+    file) when it is missing, truncated or not a plain numeric array."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        reason = "the file is missing"
+    except ValueError as err:
+        reason = ("it holds Python objects, not a numeric array (gdlens never unpickles)"
+                  if "pickle" in str(err) else "the file is damaged (truncated or corrupt)")
+    except (OSError, EOFError):
+        reason = "the file is damaged (truncated or corrupt)"
+    warnings.warn(f"array {path} is skipped: {reason}", StoreWarning, stacklevel=3)
+    return None
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
