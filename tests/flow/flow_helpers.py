@@ -137,3 +137,15 @@ def loss_through_unroll(case: Case, loss: Callable[[Tensor, Tensor], Tensor], ta
         return loss(m.read(phi, torch.stack(states, dim=1)), target)
 
     return L
+
+
+def assert_dense_gram_and_adjoints(kp, case: Case, tol: float = 1e-10) -> None:
+    """G equals the Gram of dz/dθ (dense jacrev of the unrolled model), and ⟨A q, r⟩ = ⟨q, Aᵀ r⟩
+    for P, K and G on random q, r."""
+    J = state_jacobian(case)
+    assert rel(kp.G.dense(), J @ J.T) <= tol
+    gen = torch.Generator().manual_seed(2)
+    q, r = (torch.randn(kp.shape, generator=gen, dtype=F64) for _ in range(2))
+    for op in (kp.P, kp.K, kp.G):
+        lhs, rhs = inner(op @ q, r), inner(q, op.T @ r)
+        assert abs(float(lhs - rhs)) <= tol * float(lhs.abs() + rhs.abs())

@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 import torch
-from flow_helpers import Case, inner, rel, state_jacobian
+from flow_helpers import Case, assert_dense_gram_and_adjoints, rel
 
 from gdlens.flow import AutodiffLinearisation, FactoredKernel, KPFlow, LayeredLinearisation, closed_form_kind
 from gdlens.models import StackedRNN, from_torch
@@ -84,13 +84,7 @@ def test_layered_G_is_the_dense_state_jacobian_gram(cell: str, layers: int) -> N
     identities ⟨A q, r⟩ = ⟨q, Aᵀ r⟩ for P, K and G."""
     case = _case(cell, layers, True, True, "tanh")
     kp = KPFlow(case.model, case.x, case.target)
-    J = state_jacobian(case)
-    assert rel(kp.G.dense(), J @ J.T) <= TOL
-    gen = torch.Generator().manual_seed(2)
-    q, r = (torch.randn(kp.shape, generator=gen, dtype=F64) for _ in range(2))
-    for op in (kp.P, kp.K, kp.G):
-        lhs, rhs = inner(op @ q, r), inner(q, op.T @ r)
-        assert abs(float(lhs - rhs)) <= TOL * float(lhs.abs() + rhs.abs())
+    assert_dense_gram_and_adjoints(kp, case, TOL)
 
 
 @pytest.mark.parametrize("lr", [1e-3])

@@ -19,7 +19,7 @@ F64 = torch.float64
 def test_every_state_space_model_follows_the_protocol() -> None:
     made = [
         gd.models.RNN(2, 3, 2), gd.models.GRU(2, 3, 2), gd.models.LSTM(2, 3, 2), gd.models.NeuralODE(2, 3, 2),
-        gd.models.ResidualStack(2, 3, 2, depth=2), gd.models.StackedRNN("gru", 2, 3, 2),
+        gd.models.ResidualStack(2, 3, 2, depth=2), gd.models.StackedRNN("gru", 2, 3, 2), gd.models.LRU(2, 3, 2), gd.models.SelectiveLRU(2, 3, 2),
         gd.models.from_torch(nn.RNN(2, 3)),
     ]
     for model in made:

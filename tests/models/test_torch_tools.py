@@ -39,6 +39,8 @@ CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[torch.Generator], Tens
     "residual": (lambda: M.ResidualStack(I, H, O, depth=3, width=4), _static),
     "stacked": (lambda: M.StackedRNN("lstm", I, H, O, num_layers=2), _seq),
     "from_torch": (lambda: M.from_torch(nn.GRU(I, H, num_layers=2, batch_first=True), nn.Linear(H, O)), _seq),
+    "lru": (lambda: M.LRU(I, H, O, learn_z0=True), _seq),
+    "selective_lru": (lambda: M.SelectiveLRU(I, H, O), _seq),
     "mlp": (lambda: M.MLP(I, H, O, depth=2), _static),
     "embedding_mlp": (lambda: M.EmbeddingMLP(P, embedding=4, width=H), _tokens),
     "transformer": (lambda: M.Transformer1L(P, d_model=8, n_heads=2, d_mlp=16), _tokens),

@@ -20,6 +20,7 @@ from gdlens.flow.analysis import (
     task_interference,
     top_eigenfunctions,
 )
+from gdlens.flow.diagonal import DiagonalKernel, DiagonalLinearisation
 from gdlens.flow.immediate import ImmediateJacobian, immediate_map
 from gdlens.flow.kpflow import KPFlow, StepCheck
 from gdlens.flow.losses import LossFn, check_target, cross_entropy_loss, mse_loss, resolve_loss
@@ -31,6 +32,7 @@ from gdlens.flow.structure import (
     check_model,
     closed_form_kind,
     closed_form_layers,
+    diagonal_closed_form_kind,
     gru_closed_form_applies,
     is_time_invariant,
     lstm_closed_form_applies,
@@ -71,6 +73,9 @@ __all__ = [
     "lstm_closed_form_applies",
     "closed_form_kind",
     "closed_form_layers",
+    "diagonal_closed_form_kind",
+    "DiagonalKernel",
+    "DiagonalLinearisation",
 ]
 
 #: names of the per-cell classes that one linearisation replaced -> their replacement

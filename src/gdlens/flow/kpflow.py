@@ -24,6 +24,7 @@ from gdlens.flow.immediate import ImmediateJacobian, immediate_map
 from gdlens.flow.losses import LossFn, check_target, resolve_loss
 from gdlens.flow.ntk import ReadoutJacobian, ReadoutKernel, output_ntk
 from gdlens.flow.linearisation import AutodiffLinearisation, LayeredLinearisation
+from gdlens.flow.diagonal import DiagonalKernel, diagonal_linearisation
 from gdlens.flow.parameter_operator import FactoredKernel, ParameterKernel
 from gdlens.flow.propagator import InjectedPropagator, Propagator
 from gdlens.flow.structure import check_finite, check_model, closed_form_kind, closed_form_layers, is_time_invariant
@@ -64,8 +65,9 @@ class KPFlow:
         z0: a constant initial state (B, H), held fixed (its learnable counterpart, if any,
             then has a zero Jacobian); None uses ``model.initial_state(θ, x)`` as a function of θ.
         fast: use the closed forms where the model allows (gdlens' RNN, GRU, LSTM and every
-            StackedRNN, so everything ``from_torch`` returns: K, the K_groups and P); False
-            forces the generic JVP/VJP paths (the reference).
+            StackedRNN, so everything ``from_torch`` returns; the diagonal recurrences LRU and
+            SelectiveLRU: K, the K_groups and P); False forces the generic JVP/VJP paths (the
+            reference).
         strict: when the immediate Jacobian J_θ is identically zero (a cell that is not
             differentiable in θ: torch.round, argmax, detach, a constant output, or a fully
             dead ReLU network), raise ValueError (True) or only warn (False).
@@ -142,8 +144,8 @@ class KPFlow:
         check_finite("the direct error e = dL/dz", self.error)
         self.loss_value = float(value)
         # the layers of the closed forms of K, K_groups and P, or None (generic paths)
-        self._layers = closed_form_layers(model) if fast else None
-        self._closed_form = closed_form_kind(model) if self._layers is not None else None
+        self._closed_form = closed_form_kind(model) if fast else None
+        self._layers = closed_form_layers(model) if self._closed_form is not None else None
         self._jacobian = ImmediateJacobian(
             immediate_map(model, x, self.hidden, self.z0, time_invariant=is_time_invariant(model)), self.theta
         )
@@ -203,8 +205,8 @@ class KPFlow:
     def _check_jacobian(self, strict: bool) -> None:
         gen = torch.Generator(device=self.hidden.device).manual_seed(0)
         probe = torch.randn(self.hidden.shape, generator=gen, dtype=self.hidden.dtype, device=self.hidden.device)
-        if self._layers is not None:
-            rows = FactoredKernel(self._linearisation, list(self.theta)).rows(probe.unsqueeze(0))
+        if self._closed_form is not None:
+            rows = self._closed_kernel(list(self.theta)).rows(probe.unsqueeze(0))
         else:
             rows = self._jacobian.vjp(probe.unsqueeze(0))
         if all(bool((r == 0).all()) for r in rows.values()):
@@ -228,7 +230,14 @@ class KPFlow:
         """The D_t and factors of J_θ along the trajectory: closed forms where they apply."""
         if self._layers is not None:
             return LayeredLinearisation.from_model(self.model, self._layers, self.theta, self.x, self.hidden, self.z0)
+        if self._closed_form is not None:  # a diagonal recurrence
+            return diagonal_linearisation(self.model, self.theta, self.x, self.hidden, self.z0)
         return AutodiffLinearisation(self.model, self.theta, self.x, self.hidden)
+
+    def _closed_kernel(self, names: list[str]) -> FactoredKernel | DiagonalKernel:
+        """The closed-form K restricted to the θ tensors ``names``."""
+        lin = self._linearisation
+        return FactoredKernel(lin, names) if isinstance(lin, LayeredLinearisation) else DiagonalKernel(lin, names)
 
     # ------------------------------------------------------------------ operators
     @property
@@ -239,15 +248,15 @@ class KPFlow:
     @cached_property
     def K(self) -> LinearOperator:  # noqa: N802
         """``K = J_θ J_θᵀ`` on (B, T, H): symmetric PSD."""
-        if self._layers is not None:
-            return FactoredKernel(self._linearisation, list(self.theta))
+        if self._closed_form is not None:
+            return self._closed_kernel(list(self.theta))
         return ParameterKernel(self._jacobian, self.shape)
 
     @cached_property
     def K_groups(self) -> dict[str, LinearOperator]:  # noqa: N802
         """``{name: K_name}``, one per θ tensor, ``K_name = J_name J_nameᵀ``; they sum to K."""
-        if self._layers is not None:
-            return {n: FactoredKernel(self._linearisation, [n]) for n in self.theta}
+        if self._closed_form is not None:
+            return {n: self._closed_kernel([n]) for n in self.theta}
         return {n: ParameterKernel(self._jacobian, self.shape, [n]) for n in self.theta}
 
     @cached_property
@@ -259,8 +268,8 @@ class KPFlow:
     def G(self) -> LinearOperator:  # noqa: N802
         """``G = P K Pᵀ = (dz/dθ)(dz/dθ)ᵀ`` on (B, T, H): symmetric PSD."""
         P, K = self.P, self.K
-        lin = self._linearisation if self._layers is not None else None
-        if lin is not None and lin.is_layered:  # G = (P M) diag(K^ℓ) (P M)ᵀ: M folded into P's steps
+        lin = self._linearisation
+        if isinstance(lin, LayeredLinearisation) and lin.is_layered:  # G = (P M) diag(K^ℓ) (P M)ᵀ: M folded into P's steps
             P, K = InjectedPropagator(lin), FactoredKernel(lin, list(self.theta), compose=False)
         G = ComposedOperator([P, K, P.T], is_symmetric=True)
         J = K.gram_factor

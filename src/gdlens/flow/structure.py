@@ -27,6 +27,7 @@ __all__ = [
     "lstm_closed_form_applies",
     "closed_form_kind",
     "closed_form_layers",
+    "diagonal_closed_form_kind",
     "check_finite",
 ]
 
@@ -42,7 +43,7 @@ REQUIRED_ATTRIBUTES = (
     "state_size",
 )
 
-_TIME_INVARIANT_CLASSES = ("RNN", "GRU", "LSTM", "NeuralODE", "StackedRNN")
+_TIME_INVARIANT_CLASSES = ("RNN", "GRU", "LSTM", "NeuralODE", "StackedRNN", "LRU", "SelectiveLRU")
 
 
 def check_model(model: object) -> None:
@@ -142,13 +143,31 @@ def closed_form_layers(model: object) -> list[LayerSpec] | None:
     return specs if names <= covered else None
 
 
+def diagonal_closed_form_kind(model: object) -> str | None:
+    """``"lru"`` or ``"selective-lru"`` when ``model`` is gdlens' :class:`~gdlens.models.LRU`
+    or :class:`~gdlens.models.SelectiveLRU` unchanged (its own step, initial_state and
+    step_inputs; θ among its own parameters and ``z0``), so the diagonal closed forms
+    (:mod:`gdlens.flow.diagonal`) apply; None otherwise."""
+    from gdlens.models.lru import LRU, SelectiveLRU
+
+    known = {
+        "lru": {"nu_log", "theta_log", "gamma_log", "B_re", "B_im", "z0"},
+        "selective-lru": {"a_log", "W_dt", "b_dt", "B", "z0"},
+    }
+    for kind, cls in (("lru", LRU), ("selective-lru", SelectiveLRU)):
+        if _unchanged(model, cls) and set(model.state_params()) <= known[kind]:
+            return kind
+    return None
+
+
 def closed_form_kind(model: object) -> str | None:
-    """``"rnn"``, ``"gru"`` or ``"lstm"`` (one layer) or ``"stacked-<cell>"``: which closed
-    forms of K and P apply to ``model`` (:func:`closed_form_layers`); None when only the
+    """``"rnn"``, ``"gru"`` or ``"lstm"`` (one layer), ``"stacked-<cell>"``, ``"lru"`` or
+    ``"selective-lru"``: which closed forms of K and P apply to ``model``
+    (:func:`closed_form_layers`, :func:`diagonal_closed_form_kind`); None when only the
     generic JVP/VJP paths do."""
     specs = closed_form_layers(model)
     if specs is None:
-        return None
+        return diagonal_closed_form_kind(model)
     from gdlens.models import StackedRNN
 
     return f"stacked-{specs[0].cell}" if isinstance(model, StackedRNN) else specs[0].cell

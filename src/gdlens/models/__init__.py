@@ -5,6 +5,7 @@ from gdlens.models.base import Params, StateSpaceModel
 from gdlens.models.deep_linear import DeepLinear
 from gdlens.models.embedding import EmbeddingMLP
 from gdlens.models.gru import GRU
+from gdlens.models.lru import LRU, SelectiveLRU
 from gdlens.models.lstm import LSTM
 from gdlens.models.mlp import MLP
 from gdlens.models.neural_ode import NeuralODE
@@ -26,6 +27,8 @@ __all__ = [
     "NeuralODE",
     "ResidualStack",
     "StackedRNN",
+    "LRU",
+    "SelectiveLRU",
     "from_torch",
     "as_state_space",
     "MLP",
