@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +34,12 @@ class Recorder:
     Args:
         probes: objects following the :class:`~gdlens.probes.base.Probe` protocol.
         run: a :class:`gdlens.store.Run` to write to, or None (history only).
-        total_steps: the last step, needed by log-spaced schedules (and to always record the
-            final step).
+        total_steps: the last step (the horizon). Log-spaced schedules need it: a Recorder
+            given a log-scheduled probe (the default probes are) and no ``total_steps`` is a
+            ``ValueError`` at construction, never a recorder that silently records nothing.
+            Without it, every-N schedules run at every multiple of N. With it, probes run on
+            their schedules up to the horizon; a step past the horizon records nothing and
+            warns once (``RuntimeWarning``).
     """
 
     def __init__(self, probes: Sequence[Probe], run=None, total_steps: int | None = None) -> None:
@@ -45,8 +50,19 @@ class Recorder:
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
             raise ValueError(f"probe names must be unique, repeated: {sorted(duplicates)}")
+        if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                        or total_steps < 0):
+            raise ValueError(f"total_steps must be a non-negative int or None, got {total_steps!r}")
+        if total_steps is None:
+            log_scheduled = [p.name for p in probes if getattr(p.schedule, "log_points", None) is not None]
+            if log_scheduled:
+                raise ValueError(
+                    f"probes {', '.join(log_scheduled)} run on log-spaced schedules, which need the run's length: "
+                    f"pass Recorder(..., total_steps=N), or give them schedule=Schedule(every=N)"
+                )
         self.probes = list(probes)
         self.run = run
+        self._warned_past_horizon = False
         self.total_steps = total_steps
         self.history: dict[str, list[tuple[int, Any]]] = {}
         self.initial_params: dict[str, torch.Tensor] = {}
@@ -74,6 +90,12 @@ class Recorder:
     ) -> dict[str, Any]:
         """Run the probes due at ``step`` (all of them with ``force=True``); returns
         ``{"<probe>/<key>": value}`` of what was recorded."""
+        if self.total_steps is not None and step > self.total_steps and not force and not self._warned_past_horizon:
+            self._warned_past_horizon = True
+            warnings.warn(
+                f"Recorder: step {step} is past total_steps={self.total_steps}; probes record nothing past the horizon "
+                f"(pass a larger total_steps, or force=True)", RuntimeWarning, stacklevel=2,
+            )
         if not self.initial_params:
             self.initial_params = {n: p.detach().clone() for n, p in model.named_parameters()}
         due = [p for p in self.probes if force or self.is_due(p, step)]
