@@ -256,6 +256,7 @@ def bench_row(row: Row, setting: Setting, deadline: float | None = None, memory:
     model = gdlens_model(row, setting, module, readout)
     result = {**asdict(row), "name": row.name, "B": setting.B, "T": setting.T, "device": setting.device,
               "times": {}, "matvecs": {}, "converged": {}, "memory": {}, "skipped": []}
+    result["theta_size"] = sum(p.numel() for p in model.state_params().values())
     times, matvecs = result["times"], result["matvecs"]
     step = training_step(module, readout, x, target)
     times["step"] = median_time(step, repeats, device)
@@ -399,7 +400,9 @@ def summary_table(results: list[dict]) -> str:
 
 
 def native_table(results: list[dict]) -> str:
-    header = ["model", "T", "H", *COLUMNS, "target (K..ntk)"]
+    # |θ| / native |θ|: a K matvec costs O(B·T·|θ|) flops, so this ratio is the floor of K's
+    # ratio (a second layer reads an H-wide input: two layers hold about 3× one layer's θ)
+    header = ["model", "T", "H", *COLUMNS, "|θ| ×native", "target (K..ntk)"]
     lines = []
     for r in results:
         ratios = vs_native(r, results)
@@ -407,7 +410,9 @@ def native_table(results: list[dict]) -> str:
             continue
         limit = VS_NATIVE.get(r["layers"], VS_NATIVE[2] * r["layers"] / 2)
         cells = [fmt(ratios[c], "×") for c in COLUMNS]
-        lines.append([r["name"], str(r["T"]), str(r["H"]), *cells, f"≤ {limit:g}×"])
+        native = native_of(r, results)
+        size = r.get("theta_size", math.nan) / native.get("theta_size", math.nan) if native else math.nan
+        lines.append([r["name"], str(r["T"]), str(r["H"]), *cells, fmt(size, "×"), f"≤ {limit:g}×"])
     return markdown(header, lines)
 
 
