@@ -11,6 +11,8 @@ Rows (models), for each cell and width H:
   native           gd.models.GRU / LSTM / RNN(tanh)
   from_torch 1L    gd.models.from_torch(nn.GRU(..., num_layers=1), readout=nn.Linear(H, O))
   from_torch 2L    the same with num_layers=2
+  LRU native       gd.models.LRU(I, H/2 modes, O): torch has no LRU, so its unit is the
+                   training step of this same model as torch runs it (forward + backward)
 Columns (medians over --repeats after a warm-up call; hutch++ and eigs, whose matvecs are then
 warm, over max(1, repeats // 2) calls without one; printed as multiples of the step):
   setup      gd.KPFlow(model, x, target) and building its operators (kp.G, kp.ntk)
@@ -60,7 +62,7 @@ from torch import nn
 import gdlens as gd
 from gdlens.operators import top_eigs, trace
 
-KINDS = ("gru", "lstm", "rnn")
+KINDS = ("gru", "lstm", "rnn", "lru")  # lru: gdlens' LRU (H/2 complex modes), native only
 TORCH_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 INPUT, OUTPUT = 3, 2
 OPERATORS = ("K·1", "P·1", "Pᵀ·1", "G·1", "ntk·1")
@@ -110,8 +112,9 @@ class Setting:
 
 
 def rows_for(kinds: list[str], widths: list[int], layers: list[int]) -> list[Row]:
-    """For each cell and width: the native model, then from_torch of each depth."""
-    return [Row(kind, H, n) for kind in kinds for H in widths for n in [0, *layers]]
+    """For each cell and width: the native model, then from_torch of each depth (torch has no
+    LRU module: its row is the native model only)."""
+    return [Row(kind, H, n) for kind in kinds for H in widths for n in [0, *(layers if kind in TORCH_CELLS else [])]]
 
 
 def data(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,8 +125,12 @@ def data(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def torch_model(kind: str, H: int, layers: int, setting: Setting) -> tuple[nn.Module, nn.Linear]:
-    """The user's model: a fused torch RNN (batch_first) and its linear readout."""
+    """The user's model: a fused torch RNN (batch_first) and its linear readout; for "lru",
+    which torch does not have, gdlens' own LRU (its readout inside, an identity after it)."""
     torch.manual_seed(0)
+    if kind == "lru":
+        model = gd.models.LRU(INPUT, H // 2, OUTPUT, r_min=0.5)
+        return model.to(device=setting.torch_device, dtype=setting.torch_dtype), nn.Identity()
     module = TORCH_CELLS[kind](INPUT, H, num_layers=layers, batch_first=True)
     readout = nn.Linear(H, OUTPUT)
     kw = dict(device=setting.torch_device, dtype=setting.torch_dtype)
@@ -138,6 +145,8 @@ def gdlens_model(row: Row, setting: Setting, module: nn.Module | None = None, re
             model = gd.models.GRU(INPUT, row.H, OUTPUT)
         elif row.kind == "lstm":
             model = gd.models.LSTM(INPUT, row.H, OUTPUT)
+        elif row.kind == "lru":
+            return module if module is not None else torch_model("lru", row.H, 1, setting)[0]
         else:
             model = gd.models.RNN(INPUT, row.H, OUTPUT, nonlinearity="tanh")
         return model.to(device=setting.torch_device, dtype=setting.torch_dtype)
