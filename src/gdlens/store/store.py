@@ -358,6 +358,14 @@ class Run:
         return self._row("status")
 
     @property
+    def name(self) -> str | None:
+        return self._row("name")
+
+    @property
+    def sweep(self) -> str | None:
+        return self._row("sweep")
+
+    @property
     def config(self) -> dict[str, Any]:
         return json.loads(self._row("config"))
 

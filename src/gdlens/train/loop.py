@@ -26,6 +26,7 @@ from gdlens.tasks import SplitData, Task, TaskData
 from gdlens.tasks import get as get_task
 from gdlens.train.flow import GradientFlow
 from gdlens.train.recorder import Recorder
+from gdlens.train.resumption import check_same_config
 
 __all__ = ["train", "TrainResult", "make_optimizer"]
 
@@ -191,7 +192,7 @@ def train(
     sweep: str | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` on ``task`` with gdlens' loss (the task's loss and mask; DESIGN §2),
+    """Train ``model`` on ``task`` with gdlens' loss (the task's loss and mask; docs/design.md),
     recording ``probes`` on their schedules.
 
     Args:
@@ -215,7 +216,10 @@ def train(
         seed: seeds the batches (the model's initialisation is the caller's).
         checkpoint_every: save model and optimizer state every N steps (and at the end);
             default ``max(steps // 10, 1)`` when there is a store.
-        resume: id of an interrupted run in ``store`` to continue from its last checkpoint.
+        resume: id (or unique prefix) of an interrupted or failed run in ``store`` to continue
+            from its newest intact checkpoint. Needs ``store``; the configuration must be the
+            stored one (a ``ValueError`` names the keys that differ; probes may differ), see
+            :func:`gdlens.train.resumption.resume` to rebuild everything from the stored config.
         progress: show a progress bar (step, loss, rate).
 
     Returns:
@@ -225,6 +229,8 @@ def train(
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if resume is not None and store is None:
+        raise ValueError(f"resume={resume!r} needs store=: the run to resume and its checkpoints live in a store")
     reference = next((p for p in model.parameters() if p.is_floating_point()), None)
     batches = _Batches(task, batch_size, seed, eval_data, *(
         (reference.device, reference.dtype) if reference is not None else (None, None)))
@@ -245,7 +251,9 @@ def train(
     recorder = Recorder(probes, None, total_steps=steps)
     if store is not None:
         if resume is not None:
-            run = store.resume(resume)
+            stored = store.run(resume)  # a unique prefix resolves to the full id
+            check_same_config(stored.id, stored.config, full_config)
+            run = store.resume(stored.id)
             ckpt = run.latest_checkpoint()
             if ckpt is not None:
                 start, state = ckpt
