@@ -11,6 +11,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 ROWS = [f"{kind} {row}" for kind in ("GRU", "LSTM", "RNN") for row in ("native", "from_torch 1L", "from_torch 2L")]
+ROWS += ["LRU native"]  # torch has no LRU: native only
 
 
 def run(script: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
