@@ -76,9 +76,26 @@ def _grokking(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    import torch
+def train_config(args: argparse.Namespace) -> dict:
+    """The run's config in the one schema (:func:`gdlens.config.normalize`), as a sweep spec
+    with the same settings writes it: a ``gdlens train`` run and that sweep's run are one
+    configuration, and the sweep skips it."""
+    from gdlens.config import normalize
 
+    given = {key: getattr(args, key) if getattr(args, key) is not None else default
+             for key, default in TRAIN_DEFAULTS.items()}
+    model = {"name": given["model"], "hidden": given["hidden"], "g": given["g"]}
+    if given["model"] == "rnn":
+        model["nonlinearity"] = args.nonlinearity
+    return normalize({
+        "task": {"name": args.task, **_key_values(args.task_arg)}, "model": model, "optimizer": given["optimizer"],
+        "lr": given["lr"], "steps": given["steps"], "batch_size": args.batch_size,
+        "weight_decay": given["weight_decay"], "betas": list(args.betas) if args.betas else None, "seed": args.seed,
+        "probes": ["default", "kp"] if args.kp else "default",
+    })
+
+
+def _train(args: argparse.Namespace) -> int:
     import gdlens as gd
 
     if args.task == "grokking":
@@ -86,21 +103,14 @@ def _train(args: argparse.Namespace) -> int:
     for key, value in TRAIN_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    task = gd.tasks.get(args.task, **_key_values(args.task_arg))
-    torch.manual_seed(args.seed)
-    model_kwargs = {}
-    if args.model == "rnn":
-        model_kwargs["nonlinearity"] = args.nonlinearity
-    model = gd.models.build(args.model, task.input_size, args.hidden, task.output_size, g=args.g, **model_kwargs)
-    probes = gd.probes.default_probes(recurrent=isinstance(model, gd.models.StateSpace))
-    if args.kp:
-        probes.append(gd.probes.KPProbe())
-    betas = tuple(args.betas) if args.betas else None
-    result = gd.train(
-        model, task, optimizer=args.optimizer, lr=args.lr, steps=args.steps, batch_size=args.batch_size,
-        weight_decay=args.weight_decay, betas=betas, probes=probes, store=args.store, name=args.name, seed=args.seed,
-        config={"model_name": args.model, "hidden": args.hidden, "g": args.g}, progress=not args.no_progress,
-    )
+    from gdlens.config.build import build_model, build_probes, build_task, train_kwargs
+
+    config = train_config(args)
+    task = build_task(config)
+    model = build_model(config, task)
+    probes = build_probes(config["probes"], recurrent=isinstance(model, gd.models.StateSpace))
+    result = gd.train(model, task, probes=probes, store=args.store, name=args.name, progress=not args.no_progress,
+                      **train_kwargs(config))
     print(f"run {result.run.id} {result.run.status} in {args.store}")
     for key in ("final_train_loss", "metrics/train/accuracy", "metrics/test/accuracy", "diverged_at"):
         if result.summary.get(key) is not None:

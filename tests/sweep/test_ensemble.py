@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import gdlens as gd
+from gdlens.config import config_key
 from gdlens.store import open_store
 from gdlens.sweep import ensemble_groups, normalize_config, pending, sweep, train_ensemble
 from gdlens.sweep.runner import build_model, build_probes
@@ -65,7 +66,10 @@ def test_ensemble_runs_land_in_the_store_and_are_skipped(tmp_path, tiny_base):
     result = sweep(spec, store, backend="serial", ensemble=True)
     assert result.errors == {} and result.ran == 8 and None not in result.run_ids
     runs = store.runs(sweep="e", as_frame=False)
-    assert len(runs) == 8 and all(r["status"] == "completed" and r["config"]["ensemble"] == 8 for r in runs)
+    assert len(runs) == 8 and all(r["status"] == "completed" and r["summary"]["ensemble_size"] == 8 for r in runs)
+    # an ensemble member records the config a separate run of it records: the same identity, class and size
+    assert all(config_key(r["config"]) == config_key(c) for r, c in zip(runs, result.configs))
+    assert runs[0]["config"]["model"]["class"] == "MLP" and runs[0]["config"]["model"]["num_params"] > 0
     losses = store.run(runs[0]["id"]).metrics(names=["train_step/loss"], as_frame=False)["train_step/loss"]
     assert losses[0].tolist() == list(range(10))
     assert sweep(spec, store, backend="serial", ensemble=True).skipped == 8

@@ -22,7 +22,7 @@ def test_condensation_spec_reaches_gamma():
     configs = condensation_spec(widths=(16, 256), gammas=(0.5, 1.5), activations=("relu",)).expand()
     for c in configs:
         m, beta = c["model"]["hidden"], c["model"]["init_std"]
-        np.testing.assert_allclose(-np.log(beta * beta) / np.log(m), c["gamma"])
+        np.testing.assert_allclose(-np.log(beta * beta) / np.log(m), c["meta"]["gamma"])
     model = build_model(dict(configs[-1], seed=0))
     params = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert abs(float(params.std()) / configs[-1]["model"]["init_std"] - 1) < 0.05

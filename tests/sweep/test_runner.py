@@ -99,9 +99,18 @@ def test_run_config_passes_momentum_and_betas_to_the_optimizer(tmp_path, tiny_ba
 
 
 def test_failures_are_reported_not_raised(tmp_path, tiny_base):
-    bad = dict(tiny_base(), model={"name": "nope", "hidden": 4})
+    """A config the schema accepts but training rejects (an activation the MLP does not know)
+    is reported; the other configs run."""
+    bad = dict(tiny_base(), model={"name": "mlp", "hidden": 4, "activation": "nope"})
     result = sweep([tiny_base(steps=3), bad], tmp_path / "store", backend="serial")
     assert list(result.errors) == [1] and "nope" in result.errors[1] and result.run_ids[0] is not None
+
+
+def test_an_invalid_config_stops_the_sweep_before_anything_trains(tmp_path, tiny_base):
+    bad = dict(tiny_base(), model={"name": "nope", "hidden": 4})
+    with pytest.raises(ValueError, match=r"config 1: unknown model 'nope'"):
+        sweep([tiny_base(steps=3), bad], tmp_path / "store", backend="serial")
+    assert gd.open_store(tmp_path / "store").runs().empty
 
 
 def test_bad_backend(tmp_path, tiny_base):

@@ -26,10 +26,12 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from gdlens.config.build import build_model, build_probes, build_task
+from gdlens.config.record import recorded_config, run_settings
+from gdlens.config.schema import normalize as normalize_config
 from gdlens.models.base import StateSpaceModel
 from gdlens.store import Store, open_store
 from gdlens.store.store import canonical_config
-from gdlens.sweep.runner import build_model, build_probes, normalize_config
 
 __all__ = ["train_ensemble", "ensemble_groups", "EnsembleResult", "ENSEMBLE_FIELDS", "ENSEMBLE_MODELS"]
 
@@ -101,7 +103,6 @@ def train_ensemble(
     Returns an :class:`EnsembleResult` (iterating over it gives the run ids).
     """
     from gdlens.probes.base import forward
-    from gdlens.tasks import get as get_task
     from gdlens.train.loop import _Batches
     from gdlens.train.recorder import Recorder
 
@@ -122,7 +123,7 @@ def train_ensemble(
     if isinstance(store, str) or (store is not None and not isinstance(store, Store)):
         store = open_store(store)
 
-    task = get_task(**c0["task"])
+    task = build_task(c0)
     models = [build_model(c, task) for c in configs]
     E = len(models)
     batches = [_Batches(task, c0["batch_size"], int(c["seed"]), None) for c in configs]
@@ -150,12 +151,10 @@ def train_ensemble(
             probes = default_probes(recurrent)
         run = None
         if store is not None:
-            full = {
-                "model": {"class": type(model).__name__, "num_params": sum(p.numel() for p in model.parameters())},
-                "task": batches[0].config, "betas": None, "momentum": momentum, "batch_size": None,
-                "probes": {p.name: str(p.schedule) for p in probes}, **c, "ensemble": E,
-            }
-            run = store.create_run(full, sweep=sweep)
+            settings = run_settings(
+                model, batches[0].config, True, probes, optimizer=kind, lr=c["lr"], steps=steps,
+                batch_size=c["batch_size"], weight_decay=wd, betas=c["betas"], momentum=momentum, seed=c["seed"])
+            run = store.create_run(recorded_config(settings, c), sweep=sweep)
         runs.append(run)
         recorders.append(Recorder(probes, run, total_steps=steps))
 

@@ -55,11 +55,11 @@ def condensation_spec(
     default optimizer is ``"flow"`` (:class:`gdlens.train.flow.GradientFlow`: Armijo-controlled
     Euler steps from step size ``lr``), which follows the flow at every γ and width; a fixed
     learning rate would diverge at small γ and large m or crawl at large γ. Each config
-    records its ``gamma``. The defaults (18 runs of 10,000 steps on 128 samples) take about
+    records its ``meta.gamma``. The defaults (18 runs of 10,000 steps on 128 samples) take about
     80 s on 2 cores and give linear, critical and condensed at γ = 0.5, 1 and 1.75 for both
     activations; tanh from a small initialisation converges slowest (see ``loss_ratio``).
     """
-    configs = [{"gamma": float(gm), "model.hidden": int(m), "model.init_std": float(m ** (-gm / 2))}
+    configs = [{"meta.gamma": float(gm), "model.hidden": int(m), "model.init_std": float(m ** (-gm / 2))}
                for gm in gammas for m in widths]
     return SweepSpec(
         base={
@@ -117,7 +117,7 @@ def condensation_phase_diagram(
         initial = float(first[1][np.argmin(first[0])]) if first is not None and len(first[0]) else float("nan")
         final = summary.get("final_train_loss", float("nan"))
         rows.append({
-            "activation": config["model"]["activation"], "gamma": config["gamma"],
+            "activation": config["model"]["activation"], "gamma": config["meta"]["gamma"],
             "init_std": config["model"].get("init_std", float("nan")), "hidden": config["model"]["hidden"],
             "seed": config["seed"], "rd": summary.get("rel_change/net.0.weight", float("nan")),
             "orientations": n_orient, "final_loss": final,

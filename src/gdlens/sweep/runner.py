@@ -1,24 +1,19 @@
 """Running sweeps: one config → one run in the store, and ``sweep`` over many configs with a
 local process pool, a vectorised ensemble, or Dask distributed.
 
-A config is a nested dict::
-
-    {"task": {"name": "teacher_student", "input_dim": 5},     # gd.tasks.get(name, **rest)
-     "model": {"name": "mlp", "hidden": 32, "g": 1.0, ...},   # gd.models.build(name, ...)
-     "optimizer": "adam", "lr": 1e-3, "steps": 200, "batch_size": None,
-     "weight_decay": 0.0, "seed": 0, "probes": "default"}      # optional: "betas", "momentum"
-
-``seed`` seeds both the model's initialisation (``torch.manual_seed``) and the batches.
-``probes`` is ``"default"``, ``"none"``, or a list of names from :data:`PROBES` (each a name
-or ``{"name": ..., **kwargs}``). A config counts as done when a completed run in the store
-has the same value at every top-level key of the (defaults-filled) config.
+A config is the schema of :mod:`gdlens.config` (``task``, ``model``, ``optimizer``, ``lr``,
+``steps``, ``batch_size``, ``weight_decay``, ``betas``, ``momentum``, ``seed``, ``probes``,
+``meta``); every config is normalised (validated, coerced, defaults filled) before anything
+trains, so a typo stops the sweep at once. ``seed`` seeds both the model's initialisation
+(``torch.manual_seed``) and the batches. A config counts as done when a completed run in the
+store has the same identity (:func:`gdlens.config.config_key`): the same normal form, however
+either was written, and whether it ran from a sweep, ``gdlens train`` or ``gd.train``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import copy
 import multiprocessing as mp
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,87 +22,39 @@ from typing import Any
 
 import torch
 
+from gdlens.config import ConfigError, config_key
+from gdlens.config.build import build_model, build_probes, build_task, train_kwargs
+from gdlens.config.schema import DEFAULTS, PROBES
+from gdlens.config.schema import normalize as normalize_config
 from gdlens.store import Store, open_store
-from gdlens.store.store import canonical_config
+from gdlens.sweep.ensemble import ensemble_groups, train_ensemble
 from gdlens.sweep.spec import SweepSpec
+from gdlens.sweep.structure import save_structure
 
 __all__ = [
     "DEFAULTS", "PROBES", "SweepResult", "normalize_config", "build_model", "build_probes", "run_config",
     "pending", "sweep",
 ]
 
-DEFAULTS: dict[str, Any] = {
-    "optimizer": "adam", "lr": 1e-3, "steps": 200, "batch_size": None, "weight_decay": 0.0, "seed": 0,
-    "probes": "default",
-}
 BACKENDS = ("local", "dask", "serial")
-
-
-def _probe_classes() -> dict[str, type]:
-    from gdlens.probes import HiddenParticipationProbe, KPProbe, MetricsProbe, ParameterNormProbe, RelativeChangeProbe
-
-    return {
-        "metrics": MetricsProbe, "param_norm": ParameterNormProbe, "rel_change": RelativeChangeProbe,
-        "hidden": HiddenParticipationProbe, "kp": KPProbe,
-    }
-
-
-PROBES = ("metrics", "param_norm", "rel_change", "hidden", "kp")
-
-
-def normalize_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with :data:`DEFAULTS` filled in (``task`` and ``model`` are required)."""
-    out = copy.deepcopy(dict(config))
-    for key in ("task", "model"):
-        if not isinstance(out.get(key), Mapping) or "name" not in out[key]:
-            raise ValueError(f"a sweep config needs {key!r}: {{'name': ..., ...}}; got {out.get(key)!r}")
-    for key, value in DEFAULTS.items():
-        out.setdefault(key, value)
-    return out
-
-
-def build_probes(spec: Any, recurrent: bool) -> list | None:
-    """Probes from a config's ``probes`` entry (None means the training loop's defaults)."""
-    if spec in (None, "default"):
-        return None
-    if spec == "none":
-        return []
-    classes = _probe_classes()
-    probes = []
-    for item in spec:
-        kwargs = dict(item) if isinstance(item, Mapping) else {"name": item}
-        kind = kwargs.pop("name")
-        if kind not in classes:
-            raise ValueError(f"unknown probe {kind!r}; choose from {PROBES}")
-        probes.append(classes[kind](**kwargs))
-    return probes
-
-
-def build_model(config: Mapping[str, Any], task=None) -> torch.nn.Module:
-    """The config's model, initialised under ``torch.manual_seed(config["seed"])`` (its input
-    and output sizes read from the task unless given)."""
-    from gdlens.models import registry
-    from gdlens.tasks import get as get_task
-
-    if task is None:
-        task = get_task(**config["task"])
-    kw = dict(config["model"])
-    name = kw.pop("name")
-    input_size = kw.pop("input_size", None) or task.input_size
-    output_size = kw.pop("output_size", None) or task.output_size
-    hidden = kw.pop("hidden", kw.pop("width", 32))
-    g = kw.pop("g", 1.0)
-    torch.manual_seed(int(config.get("seed", 0)))
-    return registry.build(name, input_size, hidden, output_size, g=g, **kw)
 
 
 def _store_path(store: Store | str | os.PathLike) -> str:
     return str(store.path) if isinstance(store, Store) else os.fspath(store)
 
 
+def stored_key(config: Mapping[str, Any]) -> str | None:
+    """The identity of a stored run's config, or None when it is not a schema config (a run of
+    a model built in Python, or with annotations of its own)."""
+    try:
+        return config_key(config)
+    except (ConfigError, TypeError):
+        return None
+
+
 def _matching(records: Iterable[Mapping[str, Any]], config: Mapping[str, Any]) -> list[str]:
-    key = canonical_config(config)
-    return [r["id"] for r in records if canonical_config({k: r["config"].get(k) for k in config}) == key]
+    key = config_key(config)
+    return [r["id"] for r in records if stored_key(r["config"]) == key]
 
 
 def run_config(config: Mapping[str, Any], store: Store | str, sweep: str | None = None, threads: int | None = None) -> str:
@@ -115,7 +62,6 @@ def run_config(config: Mapping[str, Any], store: Store | str, sweep: str | None 
     interrupted run of the same config is resumed from its last checkpoint; a completed one is
     returned without training. ``threads`` sets ``torch.set_num_threads`` (workers use 1)."""
     from gdlens.models.protocol import StateSpace
-    from gdlens.tasks import get as get_task
     from gdlens.train import train
 
     if threads:
@@ -128,17 +74,11 @@ def run_config(config: Mapping[str, Any], store: Store | str, sweep: str | None 
     if done:
         return done[0]
     interrupted = _matching([r for r in records if r["status"] == "interrupted"], config)
-    task = get_task(**config["task"])
+    task = build_task(config)
     model = build_model(config, task)
     probes = build_probes(config["probes"], isinstance(model, StateSpace))
-    result = train(
-        model, task, optimizer=config["optimizer"], lr=float(config["lr"]), steps=int(config["steps"]),
-        batch_size=config["batch_size"], weight_decay=float(config["weight_decay"]),
-        betas=tuple(config["betas"]) if config.get("betas") else None, momentum=float(config.get("momentum") or 0.0),
-        probes=probes, store=store,
-        config=config, seed=int(config["seed"]), sweep=sweep, progress=False,
-        resume=interrupted[-1] if interrupted else None,
-    )
+    result = train(model, task, probes=probes, store=store, sweep=sweep, progress=False,
+                   resume=interrupted[-1] if interrupted else None, **train_kwargs(config))
     return result.run.id
 
 
@@ -199,23 +139,16 @@ class SweepResult:
 
 
 def pending(configs: Sequence[Mapping[str, Any]], store: Store) -> tuple[list[int], list[str | None]]:
-    """Indices of the configs with no completed run in ``store``, and each config's completed
-    run id (None where pending)."""
+    """Indices of the configs with no completed run of the same identity in ``store``, and
+    each config's completed run id (None where pending)."""
     store.mark_stale()
-    records = store.runs(status="completed", as_frame=False)
-    by_keys: dict[frozenset, dict[str, str]] = {}
-    todo, ids = [], []
-    for i, config in enumerate(configs):
-        keys = frozenset(config)
-        if keys not in by_keys:
-            by_keys[keys] = {}
-            for r in records:
-                by_keys[keys].setdefault(canonical_config({k: r["config"].get(k) for k in keys}), r["id"])
-        found = by_keys[keys].get(canonical_config(config))
-        ids.append(found)
-        if found is None:
-            todo.append(i)
-    return todo, ids
+    done: dict[str, str] = {}
+    for r in store.runs(status="completed", as_frame=False):
+        key = stored_key(r["config"])
+        if key is not None:
+            done.setdefault(key, r["id"])
+    ids = [done.get(config_key(c)) for c in configs]
+    return [i for i, found in enumerate(ids) if found is None], ids
 
 
 def sweep(
@@ -254,16 +187,16 @@ def sweep(
         configs, sweep_name = spec.expand(), name or spec.name
     else:
         configs, sweep_name = [dict(c) for c in spec], name or "sweep"
-    configs = [normalize_config(c) for c in configs]
+    configs = _normalized(configs, sweep_name)
     store = open_store(store) if not isinstance(store, Store) else store
+    if isinstance(spec, SweepSpec):
+        save_structure(store, spec if spec.name == sweep_name else SweepSpec(**{**spec.to_dict(), "name": sweep_name}))
     todo, run_ids = pending(configs, store)
     result = SweepResult(sweep_name, configs, run_ids, skipped=len(configs) - len(todo), store=store)
     if not todo:
         return result
     path = _store_path(store)
     if ensemble and backend != "dask":
-        from gdlens.sweep.ensemble import ensemble_groups, train_ensemble
-
         groups, rest = ensemble_groups([configs[i] for i in todo])
         for group in groups:
             ids = train_ensemble([configs[todo[j]] for j in group], store, sweep=sweep_name)
@@ -281,6 +214,18 @@ def sweep(
         if error is not None:
             result.errors[i] = error
     return result
+
+
+def _normalized(configs: Sequence[Mapping[str, Any]], sweep_name: str) -> list[dict[str, Any]]:
+    """Every config in normal form, before anything trains; the first invalid one raises
+    :class:`ConfigError` naming the sweep, the config's index and the key."""
+    out = []
+    for i, config in enumerate(configs):
+        try:
+            out.append(normalize_config(config))
+        except ConfigError as err:
+            raise ConfigError(f"sweep {sweep_name!r}, config {i}: {err}") from None
+    return out
 
 
 def _worker_inline(config, store, sweep_name):

@@ -5,6 +5,10 @@ Field names are dotted paths into the config, e.g. ``"model.hidden"`` or ``"lr"`
 expansion is the Cartesian product of: each grid field; each zip group (its fields vary
 together); the explicit list of overrides; and the seeds (set at ``seed_field``, default
 ``"seed"``). An empty axis contributes a single "no change".
+
+:meth:`SweepSpec.axes` is the spec's structure: which fields were gridded, which zipped (or set
+together by one explicit override), and which is the seed. Reports read it to aggregate seeds
+and never average a swept axis away.
 """
 
 from __future__ import annotations
@@ -16,7 +20,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SweepSpec", "set_path", "get_path"]
+from gdlens.config.coerce import ConfigError, suggest
+
+__all__ = ["SweepSpec", "SweepAxis", "set_path", "get_path"]
+
+SPEC_KEYS = ("base", "grid", "zip", "configs", "seeds", "name", "seed_field")
+
+
+@dataclass(frozen=True)
+class SweepAxis:
+    """One axis of a sweep: ``kind`` is ``"grid"`` (one field), ``"zip"`` (fields that move
+    together: a zip group, or the explicit ``configs`` list) or ``"seed"``; ``keys`` are the
+    dotted fields it sets."""
+
+    kind: str
+    keys: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return ", ".join(self.keys)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "keys": list(self.keys)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepAxis:
+        return cls(str(data["kind"]), tuple(str(k) for k in data["keys"]))
 
 
 def set_path(config: dict[str, Any], path: str, value: Any) -> None:
@@ -119,27 +148,50 @@ class SweepSpec:
     def __len__(self) -> int:
         return len(self.expand())
 
+    def axes(self) -> list[SweepAxis]:
+        """The swept axes in expansion order: each grid field, each zip group, the explicit
+        overrides (one zipped axis over the union of their fields), then the seeds."""
+        out = [SweepAxis("grid", (key,)) for key in self.grid]
+        for group in _zip_axis(self.zip) if self.zip else []:
+            keys = tuple(dict.fromkeys(k for row in group for k in row))
+            if keys:
+                out.append(SweepAxis("zip", keys))
+        if self.configs:
+            out.append(SweepAxis("zip", tuple(dict.fromkeys(k for c in self.configs for k in c))))
+        if self.seeds is not None:
+            out.append(SweepAxis("seed", (self.seed_field,)))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (what :meth:`from_dict` reads)."""
+        return {"base": copy.deepcopy(self.base), "grid": copy.deepcopy(self.grid), "zip": copy.deepcopy(self.zip),
+                "configs": copy.deepcopy(self.configs), "seeds": None if self.seeds is None else list(self.seeds),
+                "name": self.name, "seed_field": self.seed_field}
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepSpec:
         """From ``{"base": ..., "grid": ..., "zip": ..., "configs": ..., "seeds": ..., "name": ...}``."""
-        known = {"base", "grid", "zip", "configs", "seeds", "name", "seed_field"}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown sweep spec keys {sorted(unknown)}; expected some of {sorted(known)}")
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a sweep spec is a mapping, got {type(data).__name__}")
+        for key in data:
+            if key not in SPEC_KEYS:
+                raise ConfigError(f"unknown sweep spec key {key!r}{suggest(key, SPEC_KEYS)}; "
+                                  f"the keys are {', '.join(SPEC_KEYS)}")
         return cls(**{k: (copy.deepcopy(v) if v is not None else v) for k, v in data.items() if v is not None or k == "seeds"})
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> SweepSpec:
-        """From a YAML file (parsed with ``yaml.safe_load``), laid out as :meth:`from_dict`;
-        the sweep name defaults to the file's stem."""
-        try:
-            import yaml
-        except ImportError as err:  # pragma: no cover - pyyaml is in the analysis extra
-            raise ImportError("YAML sweep specs need pyyaml: pip install 'gdlens[analysis]'") from err
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        """From a YAML file, laid out as :meth:`from_dict`, parsed strictly
+        (:func:`gdlens.config.yaml_strict.load_yaml`: a duplicated key is an error, ``1e-2`` is a
+        number); the sweep name defaults to the file's stem."""
+        from gdlens.config.yaml_strict import load_yaml
+
+        data = load_yaml(path) or {}
         if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: a sweep spec is a mapping, got {type(data).__name__}")
+            raise ConfigError(f"{os.fspath(path)}: a sweep spec is a mapping, got {type(data).__name__}")
         data = dict(data)
         data.setdefault("name", os.path.splitext(os.path.basename(os.fspath(path)))[0])
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{os.fspath(path)}: {err}") from None

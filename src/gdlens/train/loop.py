@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gdlens.config.record import recorded_config, run_settings
 from gdlens.models.protocol import StateSpace
 from gdlens.probes.base import Probe, forward
 from gdlens.probes.training import default_probes
@@ -212,7 +213,11 @@ def train(
         probes: what to record (default: metrics, parameter norms, relative change, and the
             hidden participation ratio for state-space models).
         store: a :class:`~gdlens.store.Store` or a path; None keeps results in memory only.
-        name, config, sweep: recorded with the run (config merged into the automatic one).
+        name, config, sweep: recorded with the run. The recorded config is the loop's own
+            settings in the schema's normal form (:mod:`gdlens.config`) merged with ``config``:
+            a schema key there must agree with the arguments (else ``ValueError``), ``model``
+            adds its name and settings to the recorded class and size, any other key is kept as
+            your annotation unless it is a near miss of a schema key (``stpes``: an error).
         seed: seeds the batches (the model's initialisation is the caller's).
         checkpoint_every: save model and optimizer state every N steps (and at the end);
             default ``max(steps // 10, 1)`` when there is a store.
@@ -238,15 +243,11 @@ def train(
     opt = make_optimizer(model.parameters(), optimizer, lr, weight_decay, betas, momentum)
     if isinstance(store, (str,)) or (store is not None and not isinstance(store, Store)):
         store = open_store(store)
-    full_config = {
-        "model": {"class": type(model).__name__, "num_params": sum(p.numel() for p in model.parameters())},
-        "task": batches.config,
-        "optimizer": optimizer if isinstance(optimizer, str) else type(opt).__name__,
-        "lr": lr, "weight_decay": weight_decay, "betas": list(betas) if betas is not None else None,
-        "momentum": momentum, "steps": steps, "batch_size": batch_size, "seed": seed,
-        "probes": {p.name: str(p.schedule) for p in probes},
-        **dict(config or {}),
-    }
+    full_config = recorded_config(run_settings(
+        model, batches.config, isinstance(task, (str, Task)), probes,
+        optimizer=optimizer if isinstance(optimizer, str) else type(opt).__name__, lr=lr, steps=steps,
+        batch_size=batch_size, weight_decay=weight_decay, betas=betas, momentum=momentum, seed=seed,
+    ), config)
     run, start = None, 0
     recorder = Recorder(probes, None, total_steps=steps)
     if store is not None:
