@@ -16,6 +16,7 @@ from gdlens.models.rnn import RNN
 from gdlens.models.stacked import StackedRNN
 from gdlens.models.torch_adapter import as_state_space, from_torch
 from gdlens.models.transformer import Transformer1L
+from gdlens.models.transformer_stack import TransformerStack, from_torch_transformer
 
 __all__ = [
     "StateSpaceModel",
@@ -34,6 +35,8 @@ __all__ = [
     "MLP",
     "EmbeddingMLP",
     "Transformer1L",
+    "TransformerStack",
+    "from_torch_transformer",
     "DeepLinear",
     "MODELS",
     "build",
