@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -103,6 +104,7 @@ def _train(args: argparse.Namespace) -> int:
     for key, value in TRAIN_DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.resume_hint = "latest"
     from gdlens.config.build import build_model, build_probes, build_task, train_kwargs
 
     config = train_config(args)
@@ -112,49 +114,106 @@ def _train(args: argparse.Namespace) -> int:
     result = gd.train(model, task, probes=probes, store=args.store, name=args.name, progress=not args.no_progress,
                       **train_kwargs(config))
     print(f"run {result.run.id} {result.run.status} in {args.store}")
-    for key in ("final_train_loss", "metrics/train/accuracy", "metrics/test/accuracy", "diverged_at"):
-        if result.summary.get(key) is not None:
-            print(f"  {key}: {result.summary[key]}")
+    _print_summary(result.summary)
     return 0
 
 
-def _runs(args: argparse.Namespace) -> int:
-    import gdlens as gd
+def _print_summary(summary: dict) -> None:
+    for key in ("final_train_loss", "metrics/train/accuracy", "metrics/test/accuracy", "diverged_at"):
+        if summary.get(key) is not None:
+            print(f"  {key}: {summary[key]}")
 
-    frame = gd.open_store(args.store).runs(status=args.status)
-    if frame.empty:
-        print(f"no runs in {args.store}")
+
+def _read_store(path: str):
+    """The store at ``path`` for a read command: never created, read-only when not writable."""
+    from gdlens.store import open_store
+
+    return open_store(path, create=False)
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, allow_nan=False))
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from gdlens.store.views import format_table, jsonable, runs_table
+
+    records = _read_store(args.store).runs(status=args.status, sweep=args.sweep, name=args.name, as_frame=False)
+    if args.json:
+        _print_json(jsonable(records))
         return 0
-    columns = [c for c in ("id", "name", "status", "config.task.name", "config.model.class", "config.steps",
-                           "summary.final_train_loss", "summary.metrics/test/accuracy") if c in frame.columns]
-    table = frame[columns].rename(columns=lambda c: c.split(".", 1)[-1])
-    print(table.to_string(index=False))
+    if not records:
+        print(f"no runs in {args.store}" + (" matching the filters" if (args.status or args.sweep or args.name) else ""))
+        return 0
+    print(format_table(*runs_table(records)))
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
+    from gdlens.store.views import format_table, run_view
+
+    view = run_view(_read_store(args.store).run(args.run))
+    if args.json:
+        _print_json(view)
+        return 0
+    print(f"run {view['id']}  status {view['status']}" + (f"  name {view['name']}" if view["name"] else "")
+          + (f"  sweep {view['sweep']}" if view["sweep"] else ""))
+    if view["error"]:
+        print(f"error: {view['error']}")
+    print("config:", json.dumps(view["config"], indent=2, sort_keys=True))
+    print("summary:", json.dumps(view["summary"], indent=2, sort_keys=True))
+    if view["metrics"]:
+        print("metrics:")
+        rows = [[name, m["points"], m["last_step"], m["last"]] for name, m in sorted(view["metrics"].items())]
+        print(format_table(["name", "points", "last_step", "last"], rows))
+    for name, a in view["arrays"].items():
+        print(f"array {name}: {a['steps']} steps, shape {tuple(a['shape'])}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from gdlens.store.views import compare_table, format_table, jsonable
+
+    store = _read_store(args.store)
+    ids = [store.run(r).id for r in args.runs]
+    if len(set(ids)) < 2:
+        raise ValueError("compare needs at least two different runs")
+    by_id = {r["id"]: r for r in store.runs(as_frame=False)}
+    records = [by_id[i] for i in ids]
+    columns, rows = compare_table(records, everything=args.all)
+    if args.json:
+        _print_json(jsonable({"runs": ids, "rows": {row[0].strip("* ").strip(): dict(zip(ids, row[1:])) for row in rows},
+                              "differ": [row[0][2:] for row in rows if row[0].startswith("*")]}))
+        return 0
+    print(format_table(columns, rows))
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from gdlens.store import open_store
+
+    store = open_store(args.store, create=False, readonly=False)
+    ids = [store.run(r).id for r in args.runs]  # every id resolves before anything is deleted
+    for run_id in dict.fromkeys(ids):
+        store.delete_run(run_id, force=args.force)
+        print(f"removed run {run_id}")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
     import gdlens as gd
 
-    run = gd.open_store(args.store).run(args.run)
-    print(f"run {run.id}  status {run.status}")
-    print("config:", json.dumps(run.config, indent=2, sort_keys=True))
-    summary = {k: v for k, v in run.summary.items() if not isinstance(v, float) or v == v}
-    print("summary:", json.dumps(summary, indent=2, sort_keys=True))
-    metrics = run.metrics()
-    if not metrics.empty:
-        last = metrics.groupby("name").agg(points=("step", "size"), last_step=("step", "max"), last=("value", "last"))
-        print("metrics:")
-        print(last.to_string())
-    arrays = run.arrays()
-    for name, (steps, values) in arrays.items():
-        print(f"array {name}: {len(steps)} steps, shape {values[0].shape}")
+    args.resume_hint = args.run
+    result = gd.resume(args.run, args.store, progress=not args.no_progress)
+    print(f"run {result.run.id} {result.run.status} in {args.store}")
+    _print_summary(result.summary)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     import gdlens as gd
 
-    run = gd.open_store(args.store).run(args.run)
+    run = _read_store(args.store).run(args.run)
     default = {"csv": f"{run.id}.csv", "parquet": f"{run.id}.parquet", "tensorboard": f"tb-{run.id}"}[args.format]
     for path in gd.store.export_run(run, args.output or default, args.format):
         print(path)
@@ -165,7 +224,7 @@ def _report(args: argparse.Namespace) -> int:
     import gdlens as gd
 
     output = args.output or f"{args.target}.html"
-    print(gd.report.write_report(gd.open_store(args.store), output, name=args.target))
+    print(gd.report.write_report(_read_store(args.store), output, name=args.target))
     return 0
 
 
@@ -215,11 +274,31 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def _command(sub, name: str, func: Callable, help: str, example: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=func)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, show the full traceback")
     return p
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("gdlens")
+    except Exception:  # noqa: BLE001 - not installed (a source tree on sys.path)
+        import gdlens
+
+        return gdlens.__version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,9 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     from gdlens.tasks import TASKS
     from gdlens.train.loop import OPTIMIZERS
 
-    parser = argparse.ArgumentParser(prog="gdlens", description="A lens on gradient descent.",
-                                     epilog="example:\n  gdlens demo", formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="gdlens", description="A lens on gradient descent.",
+                     epilog="example:\n  gdlens demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gdlens {_version()}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = _command(sub, "demo", _demo,
                     "train a GRU on flip-flop at a small and a large initial weight scale with the KP probe and "
@@ -266,14 +347,39 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", default=None)
     tr.add_argument("--no-progress", action="store_true")
 
-    runs = _command(sub, "runs", _runs, "list the runs of a store", "gdlens runs --store gdlens-runs --status completed")
+    res = _command(sub, "resume", _resume, "continue an interrupted (or failed) run from its newest intact "
+                   "checkpoint: task, model, optimizer and probes are rebuilt from its stored config",
+                   "gdlens resume 3f2a --store gdlens-runs")
+    res.add_argument("run", help="run id (or a unique prefix)")
+    res.add_argument("--store", default=DEFAULT_STORE)
+    res.add_argument("--no-progress", action="store_true")
+
+    runs = _command(sub, "runs", _runs, "list the runs of a store: id, name, sweep, status, task, model, steps, "
+                    "the swept values, final loss and test accuracy", "gdlens runs --sweep demo --status completed")
     runs.add_argument("--store", default=DEFAULT_STORE)
     runs.add_argument("--status", choices=STATUSES, default=None)
+    runs.add_argument("--sweep", default=None, help="only the runs of this sweep")
+    runs.add_argument("--name", default=None, help="only the runs whose name matches this pattern, e.g. 'demo-*'")
+    runs.add_argument("--json", action="store_true", help="every run in full (config, summary) as JSON")
 
     show = _command(sub, "show", _show, "show a run's config, summary and recorded metrics",
                     "gdlens show 3f2a --store gdlens-runs")
     show.add_argument("run", help="run id (or a unique prefix)")
     show.add_argument("--store", default=DEFAULT_STORE)
+    show.add_argument("--json", action="store_true", help="as JSON")
+
+    cmp_ = _command(sub, "compare", _compare, "compare runs side by side: the config keys that differ (marked *), "
+                    "the status and the final metrics", "gdlens compare 3f2a 9b1c --store gdlens-runs")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids (or unique prefixes)")
+    cmp_.add_argument("--store", default=DEFAULT_STORE)
+    cmp_.add_argument("--all", action="store_true", help="every config key, not only those that differ")
+    cmp_.add_argument("--json", action="store_true", help="as JSON")
+
+    rm = _command(sub, "rm", _rm, "delete runs from a store: their metrics, arrays and checkpoints",
+                  "gdlens rm 3f2a --store gdlens-runs")
+    rm.add_argument("runs", nargs="+", metavar="RUN", help="run ids (or unique prefixes)")
+    rm.add_argument("--store", default=DEFAULT_STORE)
+    rm.add_argument("--force", action="store_true", help="also a run marked running whose process is alive")
 
     export = _command(sub, "export", _export, "export a run's metrics to CSV, Parquet or TensorBoard",
                       "gdlens export 3f2a --format parquet -o metrics.parquet")
@@ -304,16 +410,81 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An exception as one line, in the user's terms."""
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    elif isinstance(err, ModuleNotFoundError) and "pip install" not in str(err):
+        extra = _EXTRAS.get((err.name or "").split(".")[0])
+        text = f"the Python package {err.name} is missing" + (f": pip install 'gdlens[{extra}]'" if extra else "")
+    elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.strerror}: {err.filename}"
+    else:
+        from gdlens.store import StoreError
+
+        known = (StoreError, ValueError, TypeError, ImportError, OSError)  # a ConfigError is a ValueError
+        text = str(err) if isinstance(err, known) and str(err) else f"{type(err).__name__}: {err}"
+    return " ".join(text.split())
+
+
+# a missing module -> the extra that installs it
+_EXTRAS = {"pyarrow": "analysis", "tensorboard": "tensorboard", "dask": "dask", "distributed": "dask"}
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """The one line printed on Ctrl-C: what to run to continue."""
+    hint = getattr(args, "resume_hint", None)
+    if args.command == "sweep":
+        return f"gdlens sweep: interrupted; continue with: gdlens sweep {shlex.quote(args.spec)} --store " \
+               f"{shlex.quote(args.store)} (completed runs are skipped, interrupted ones resumed)"
+    run_id = None
+    if hint == "latest":
+        try:
+            from gdlens.store import open_store
+
+            run_id = open_store(args.store, create=False).last_run_of_this_process()
+        except Exception:  # noqa: BLE001 - nothing stored yet
+            run_id = None
+    elif hint:
+        run_id = hint
+    if run_id is None:
+        return f"gdlens {args.command}: interrupted"
+    return f"gdlens {args.command}: interrupted; continue with: gdlens resume {run_id} --store {shlex.quote(args.store)}"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"gdlens: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from gdlens.store import StoreError
+    """The ``gdlens`` command: every error is one line on stderr and a non-zero exit status
+    (``--debug`` shows the traceback); Ctrl-C prints one line saying how to continue."""
+    import warnings
 
     try:
-        return args.func(args)
-    except (StoreError, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"gdlens {args.command}: error: {message}", file=sys.stderr)
+        parser = build_parser()
+    except ImportError as err:  # a broken install: say what is missing
+        print(f"gdlens: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    if not debug:
+        warnings.showwarning = _show_warning
+    try:
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except KeyboardInterrupt:
+        print(_interrupted(args), file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `gdlens show RUN | head`: the reader left, nothing is wrong
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as err:  # noqa: BLE001 - every error is one line (the traceback with --debug)
+        if debug:
+            raise
+        print(f"gdlens {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -4,6 +4,7 @@ or sweep.
     import gdlens as gd
     gd.report(run, "run.html")                       # a Run
     gd.report(store, "sweep.html", name="lr-grid")   # a Store (or its directory) + run id or sweep name
+    gd.report(store, "sweep.html", name="lr-grid", x="lr", y="model.hidden")  # a sweep's figure axes
     fig = gd.report.figures.kp_panel(run.metrics(wide=True))
 
 This package is callable: ``gdlens.report(...)`` is :func:`write_report`. matplotlib (the
@@ -17,18 +18,19 @@ import importlib
 import sys
 import types
 
-__all__ = ["write_report", "figures", "html"]
+__all__ = ["write_report", "figures", "html", "sweep_axes"]
 
 
-def write_report(source, path, name=None):
-    """Write one self-contained HTML report of a run or sweep; see :func:`gdlens.report.html.write_report`."""
+def write_report(source, path, name=None, x=None, y=None):
+    """Write one self-contained HTML report of a run or sweep (``x``/``y``: a sweep's figure
+    axes); see :func:`gdlens.report.html.write_report`."""
     from gdlens.report.html import write_report as _write
 
-    return _write(source, path, name=name)
+    return _write(source, path, name=name, x=x, y=y)
 
 
 def __getattr__(attr):
-    if attr in ("figures", "html"):
+    if attr in ("figures", "html", "sweep_axes"):
         return importlib.import_module(f"{__name__}.{attr}")
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
@@ -36,8 +38,8 @@ def __getattr__(attr):
 class _CallableModule(types.ModuleType):
     """``gdlens.report`` is both this package and the function :func:`write_report`."""
 
-    def __call__(self, source, path, name=None):
-        return write_report(source, path, name=name)
+    def __call__(self, source, path, name=None, x=None, y=None):
+        return write_report(source, path, name=name, x=x, y=y)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -327,38 +327,93 @@ def cka_matrix(matrix, labels: Sequence[str] | None = None, title: str = "CKA") 
     return fig
 
 
-def phase_diagram(frame, x: str, y: str, value: str, log: bool = False) -> Figure | None:
+def _tick(value: Any) -> str:
+    """A swept value as a tick label: numbers with 3 significant digits, a zipped tuple as
+    its values joined by ", "."""
+    if isinstance(value, tuple):
+        return ", ".join(_tick(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _sorted(values) -> list:
+    """Distinct values in their natural order (by their text where types do not compare)."""
+    distinct = list(dict.fromkeys(values))
+    try:
+        return sorted(distinct)
+    except TypeError:
+        return sorted(distinct, key=str)
+
+
+def _cell_stats(values: np.ndarray) -> tuple[float, float, int]:
+    """(mean, standard error of the mean, n) of the finite values; s.e. = std(ddof=1)/√n, NaN
+    for a single value."""
+    v = values[np.isfinite(values)]
+    if not v.size:
+        return float("nan"), float("nan"), 0
+    se = float(np.std(v, ddof=1) / math.sqrt(v.size)) if v.size > 1 else float("nan")
+    return float(v.mean()), se, int(v.size)
+
+
+def phase_diagram(frame, x: str, y: str, value: str, log: bool = False, facet: str | None = None) -> Figure | None:
     """Phase diagram of a sweep: a colour map of ``value`` over the swept axes ``x`` and ``y``
     (columns of ``frame``, e.g. ``Store.runs()``'s ``config.lr`` and ``summary.final_train_loss``).
     Repeated (x, y) cells (seeds) are averaged; cells without runs stay blank. Axes are
-    categorical (one cell per swept value, sorted). ``log`` colours on a log scale."""
-    for col in (x, y, value):
+    categorical (one cell per swept value, sorted; a zipped axis' values are tuples). With
+    ``facet`` (a column), one panel per facet value, sharing one colour scale: small multiples,
+    so no other swept axis is averaged into a cell. Cells are annotated with the mean and, over
+    several seeds, its standard error, when a panel has at most 36 cells. ``log`` colours on a
+    log scale."""
+    for col in (x, y, value) + ((facet,) if facet else ()):
         if col not in frame.columns:
             return None
-    data = frame[[x, y, value]].copy()
+    data = frame.copy()
     data[value] = data[value].astype(float)
     data = data.dropna(subset=[x, y])
     if data.empty:
         return None
-    grid = data.groupby([y, x])[value].mean().unstack(x).sort_index().sort_index(axis=1)
-    Z = grid.to_numpy(dtype=float)
-    fig = Figure(figsize=(max(4.5, 0.7 * Z.shape[1] + 2.5), max(3.5, 0.5 * Z.shape[0] + 2)), layout="constrained")
-    ax = fig.subplots()
+    xs, ys = _sorted(data[x]), _sorted(data[y])
+    groups = [(None, data)] if facet is None else [(f, data[data[facet] == f]) for f in _sorted(data[facet])]
+    grids = []
+    for label, part in groups:
+        Z, S, N = (np.full((len(ys), len(xs)), np.nan) for _ in range(3))
+        for (xv, yv), cell in part.groupby([x, y], sort=False)[value]:
+            Z[ys.index(yv), xs.index(xv)], S[ys.index(yv), xs.index(xv)], N[ys.index(yv), xs.index(xv)] = \
+                _cell_stats(cell.to_numpy(dtype=float))
+        grids.append((label, Z, S, N))
+    finite = np.concatenate([g[1][np.isfinite(g[1])] for g in grids])
     norm = None
-    finite = Z[np.isfinite(Z)]
-    if log and finite.size and np.all(finite > 0):
-        from matplotlib.colors import LogNorm
+    if finite.size:
+        from matplotlib.colors import LogNorm, Normalize
 
-        norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.0001))
-    im = ax.imshow(np.ma.masked_invalid(Z), origin="lower", aspect="auto", cmap="viridis", norm=norm,
-                   interpolation="nearest")
-    ax.set_xticks(range(Z.shape[1]), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in grid.columns],
-                  rotation=45, ha="right")
-    ax.set_yticks(range(Z.shape[0]), [f"{v:.3g}" if isinstance(v, float) else str(v) for v in grid.index])
-    ax.set_xlabel(_label(x))
-    ax.set_ylabel(_label(y))
-    ax.set_title(_label(value), fontsize=10)
-    fig.colorbar(im, ax=ax, label=_label(value))
+        if log and np.all(finite > 0):
+            norm = LogNorm(vmin=finite.min(), vmax=max(finite.max(), finite.min() * 1.0001))
+        else:
+            norm = Normalize(vmin=finite.min(), vmax=finite.max())
+    width, height = max(4.5, 0.7 * len(xs) + 2.5), max(3.5, 0.5 * len(ys) + 2)
+    if facet is None:
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = [fig.subplots()]
+    else:
+        fig, axes = _panel_grid(len(grids), 3, (width * 0.8, height * 0.9))
+    for ax, (label, Z, S, N) in zip(axes, grids):
+        im = ax.imshow(np.ma.masked_invalid(Z), origin="lower", aspect="auto", cmap="viridis", norm=norm,
+                       interpolation="nearest")
+        ax.set_xticks(range(len(xs)), [_tick(v) for v in xs], rotation=45, ha="right")
+        ax.set_yticks(range(len(ys)), [_tick(v) for v in ys])
+        ax.set_xlabel(_label(x))
+        ax.set_ylabel(_label(y))
+        ax.set_title(_label(value) if label is None else f"{_label(facet)} = {_tick(label)}", fontsize=9)
+        if Z.size <= 36:
+            for (i, j), m in np.ndenumerate(Z):
+                if np.isfinite(m):
+                    text = f"{m:.3g}" + (f"\n±{S[i, j]:.2g}" if N[i, j] > 1 and np.isfinite(S[i, j]) else "")
+                    light = norm is not None and norm(m) > 0.6  # viridis is light at its top
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7, color="black" if light else "white")
+    fig.colorbar(im, ax=axes, label=_label(value))
+    if facet is not None:
+        fig.suptitle(_label(value), fontsize=10)
     return fig
 
 
@@ -367,47 +422,66 @@ def _label(column: str) -> str:
     return column.split(".", 1)[1] if column.startswith(("summary.", "config.")) else column
 
 
-def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool = False) -> Figure | None:
+def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool = False,
+                group: str | None = None) -> Figure | None:
     """A one-axis sweep: each column of ``values`` against the swept column ``x`` (one panel
-    per value, seeds shown as points and their mean as a line; x on a log scale when it is
-    positive and spans more than a decade, categorical when not numeric; y on a log scale where
-    ``log`` says so and the values span more than a factor 20). ``None`` without data."""
+    per value). Seeds are aggregated: every run is a point, and their mean is a line with a
+    ±1 standard-error band. With ``group`` (a column: the other swept axes), each group value
+    is its own line, points and band in one colour, labelled in a legend; seeds of one
+    configuration always share its colour. x is on a log scale when it is positive and spans
+    more than a decade, categorical when not numeric (zipped values are tuples); y on a log
+    scale where ``log`` says so and the values span more than a factor 20. ``None`` without
+    data."""
     values = [v for v in values if v in getattr(frame, "columns", ())]
-    if x not in getattr(frame, "columns", ()) or not values:
+    if x not in getattr(frame, "columns", ()) or not values or (group is not None and group not in frame.columns):
         return None
     logs = [log] * len(values) if isinstance(log, bool) else list(log)
-    fig = Figure(figsize=(min(3.6 * len(values), 14), 3.3), layout="constrained")
+    fig = Figure(figsize=(min(3.6 * len(values), 14) + (1.5 if group else 0), 3.3), layout="constrained")
     axes = fig.subplots(1, len(values), squeeze=False)[0]
     xs_raw = frame[x]
     numeric = xs_raw.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all()
     if numeric:
         categories, xs = None, xs_raw.astype(float).to_numpy()
     else:
-        categories = sorted({str(v) for v in xs_raw})
-        xs = np.array([categories.index(str(v)) for v in xs_raw], dtype=float)
+        categories = _sorted(xs_raw)
+        xs = np.array([categories.index(v) for v in xs_raw], dtype=float)
+    labels = frame[group].tolist() if group else [None] * len(frame)
+    order = _sorted(labels) if group else [None]
     for ax, value, lg in zip(axes, values, logs):
         ys = frame[value].astype(float).to_numpy()
         keep = np.isfinite(xs) & np.isfinite(ys)
-        ax.scatter(xs[keep], ys[keep], s=14, color="tab:blue", alpha=0.6)
+        for k, g in enumerate(order):
+            mine = keep & np.array([lab == g for lab in labels])
+            color = f"C{k % 10}"
+            ax.scatter(xs[mine], ys[mine], s=14, color=color, alpha=0.6)
+            grid = np.unique(xs[mine])
+            stats = np.array([_cell_stats(ys[mine][xs[mine] == p])[:2] for p in grid]).reshape(-1, 2)
+            ax.plot(grid, stats[:, 0], color=color, label=None if g is None else _tick(g))
+            band = np.isfinite(stats[:, 1])
+            if band.any():
+                ax.fill_between(grid[band], (stats[:, 0] - stats[:, 1])[band], (stats[:, 0] + stats[:, 1])[band],
+                                color=color, alpha=0.2, lw=0)
         grid = np.unique(xs[keep])
-        ax.plot(grid, [ys[keep][xs[keep] == g].mean() for g in grid], color="tab:blue")
         if numeric and grid.size and grid.min() > 0 and grid.max() > 10 * grid.min():
             ax.set_xscale("log")
         if categories is not None:
-            ax.set_xticks(range(len(categories)), categories, rotation=30, ha="right")
+            ax.set_xticks(range(len(categories)), [_tick(c) for c in categories], rotation=30, ha="right")
         if lg and np.all(ys[keep] > 0) and ys[keep].max() > 20 * ys[keep].min():
             ax.set_yscale("log")
         ax.set_xlabel(_label(x))
         ax.set_title(_label(value), fontsize=9)
+    if group:
+        axes[-1].legend(fontsize=7, title=_label(group), title_fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
     return fig
 
 
 def compare_runs(metrics: Mapping[str, Any], columns: Sequence[str], titles: Mapping[str, str] | None = None,
-                 log: Sequence[str] = ()) -> Figure | None:
+                 log: Sequence[str] = (), groups: Mapping[str, str] | None = None) -> Figure | None:
     """Several runs side by side: one panel per column (present in at least one run), each run's
     curve against step (symlog axis), labelled by the keys of ``metrics`` (label -> wide metrics
-    frame). Columns in ``log`` get a log y axis when positive and spanning more than a factor
-    20. ``None`` when no column has data."""
+    frame). ``groups`` maps a run's label to its configuration's: runs of one configuration
+    (its seeds) share one colour and one legend entry. Columns in ``log`` get a log y axis when
+    positive and spanning more than a factor 20. ``None`` when no column has data."""
     present = [c for c in columns if any(c in getattr(m, "columns", ()) and len(_series(m, c)[0])
                                          for m in metrics.values())]
     if not present:
@@ -415,12 +489,17 @@ def compare_runs(metrics: Mapping[str, Any], columns: Sequence[str], titles: Map
     fig, axes = _panel_grid(len(present), 3, (4.2, 3.2))
     for ax, col in zip(axes, present):
         positive = True
-        for i, (label, m) in enumerate(metrics.items()):
+        named = list(dict.fromkeys((groups or {}).get(lab, lab) for lab in metrics))
+        seen: set[str] = set()
+        for label, m in metrics.items():
             if col not in getattr(m, "columns", ()):
                 continue
             s, v = _series(m, col)
             positive &= bool(np.all(v > 0))
-            ax.plot(s, v, color=f"C{i % 10}", lw=1.2, marker="o" if len(s) < 30 else None, ms=2, label=label)
+            name = (groups or {}).get(label, label)
+            ax.plot(s, v, color=f"C{named.index(name) % 10}", lw=1.2, marker="o" if len(s) < 30 else None, ms=2,
+                    label=None if name in seen else name)
+            seen.add(name)
         lows, highs = ax.dataLim.y0, ax.dataLim.y1
         if col in log and positive and highs > 20 * lows:  # a log axis only where values span decades
             ax.set_yscale("log")

@@ -287,17 +287,6 @@ def render_run(run) -> str:
     return page.render(meta)
 
 
-def _varied(frame, prefix: str) -> list[str]:
-    cols = []
-    for c in frame.columns:
-        if not c.startswith(prefix):
-            continue
-        vals = frame[c].map(lambda v: repr(v) if isinstance(v, (list, dict)) else v)
-        if vals.nunique(dropna=True) > 1:
-            cols.append(c)
-    return cols
-
-
 MAX_COMPARED_RUNS = 8
 _COMPARED = {
     "train_step/loss": "training loss (every step)", "metrics/test/loss": "test loss",
@@ -308,91 +297,161 @@ _COMPARED = {
 }
 
 
-def _compare_section(page: _Page, store, frame, axes: list[str]) -> None:
-    """Small sweeps: the runs' curves overlaid, labelled by their swept values."""
-    metrics = {}
-    for _, row in frame.iterrows():
-        label = ", ".join(f"{a[7:]}={format_value(row[a])}" for a in axes) or str(row["id"])[:8]
+def _compare_section(page: _Page, store, frame, configs: list[str]) -> None:
+    """Small sweeps: the runs' curves overlaid; the seeds of one configuration share its colour
+    (``configs``: each run's configuration label)."""
+    metrics, groups = {}, {}
+    for (_, row), config in zip(frame.iterrows(), configs):
+        label = config or str(row["id"])[:8]
+        if "config.seed" in frame.columns and len(set(configs)) < len(configs):
+            label = f"{label} (seed {format_value(row['config.seed'])})"
         metrics[label] = store.metrics(row["id"], wide=True)
+        groups[label] = config or label
     fig = F.compare_runs(metrics, list(_COMPARED), _COMPARED, log=("train_step/loss", "metrics/test/loss",
-                                                                   "kp/rank_K", "kp/rank_P", "kp/rank_G"))
+                                                                   "kp/rank_K", "kp/rank_P", "kp/rank_G"),
+                         groups=groups)
     if fig is not None:
         page.section("Runs compared")
-        page.figure(fig, "The runs of the sweep over training, overlaid")
+        page.figure(fig, "The runs of the sweep over training, overlaid (seeds of one configuration share a colour)")
         page.end()
 
 
-def render_sweep(store, sweep: str) -> str:
-    """The HTML text of a sweep's report (see :func:`write_report`)."""
+def _axes_text(dims, lay, seeds: int) -> str:
+    """The sentence that says how the sweep is laid out."""
+    def name(d):
+        return f"({html.escape(d.label)}) zipped" if len(d.keys) > 1 else html.escape(d.label)
+
+    text = "<p>Swept axes: " + (", ".join(name(d) for d in dims) or "none")
+    if lay.seed is not None:
+        text += f"; seeds: {seeds} values of {html.escape(lay.seed[len('config.'):])}, aggregated (mean ± s.e.)"
+    text += ".</p>"
+    parts = []
+    if lay.x is not None:
+        parts.append(f"x: {name(lay.x)}")
+    if lay.y is not None:
+        parts.append(f"y: {name(lay.y)}")
+    if lay.facets:
+        parts.append("one panel or line per value of " + ", ".join(name(d) for d in lay.facets))
+    if lay.determined:
+        parts.append("determined by x and y: " + ", ".join(name(d) for d in lay.determined))
+    return text + (f"<p>Layout: {'; '.join(parts)}.</p>" if parts else "")
+
+
+def _seed_table(table, cols: list[str], shown: list[str]) -> str:
+    """One row per configuration: its swept values, the number of seeds, mean ± s.e. of each value."""
+    groups = table.groupby(cols, sort=True, dropna=False) if cols else [((), table)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "<th>seeds</th>" + "".join(
+        f"<th>{html.escape(v.split('.', 1)[-1])} (mean ± s.e.)</th>" for v in shown)
+    rows = []
+    for key, part in groups:
+        key = key if isinstance(key, tuple) and len(cols) > 1 else (key,)
+        cells = "".join(f"<td class='num'>{html.escape(F._tick(k))}</td>" for k in key[:len(cols)])
+        cells += f"<td class='num'>{len(part)}</td>"
+        for v in shown:
+            mean, se, n = F._cell_stats(part[v].to_numpy(dtype=float))
+            cells += f"<td class='num'>{format_value(mean)}" + (f" ± {format_value(se)}" if n > 1 else "") + "</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    return (f"<table id='seed-table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def render_sweep(store, sweep: str, x: str | None = None, y: str | None = None) -> str:
+    """The HTML text of a sweep's report (see :func:`write_report`). ``x``/``y`` choose the
+    axes of the figures (a swept field or axis label); the other swept axes become small
+    multiples, and seeds are always aggregated (:mod:`gdlens.report.sweep_axes`)."""
+    from gdlens.report.sweep_axes import dimension_values, layout, sweep_axes
+
     frame = store.runs(sweep=sweep)
     page = _Page(f"gdlens sweep {sweep}")
-    axes = _varied(frame, "config.")
+    axes = sweep_axes(store, sweep, frame)
+    lay = layout(frame, axes, x, y)
+    dims = [d for d in axes if d.kind != "seed"]
+    table = frame.copy()
+    for d in dims:
+        table[d.label] = dimension_values(frame, d)
+    facet = None
+    if lay.facets:
+        facet = "; ".join(d.label for d in lay.facets)
+        values = list(zip(*(table[d.label] for d in lay.facets)))
+        table[facet] = [v[0] if len(v) == 1 else v for v in values]
     values = [c for c in frame.columns if c.startswith("summary.") and frame[c].dtype.kind in "fi"
               and frame[c].notna().any()]
     preferred = ["summary.final_train_loss", "summary.metrics/test/loss", "summary.metrics/test/accuracy",
                  "summary.metrics/train/accuracy"]
     shown = [c for c in preferred if c in values] or values[:3]
+    swept = {c for d in axes for c in d.columns}
 
     page.section("Configuration")
     common = {c[len("config."):]: frame[c].iloc[0] for c in frame.columns
-              if c.startswith("config.") and c not in axes and len(frame)}
+              if c.startswith("config.") and c not in swept and len(frame) and len({repr(v) for v in frame[c]}) == 1}
     page.add(_table(common, "config-table", ("key (same for all runs)", "value")))
-    if axes:
-        page.add("<p>Swept axes: " + ", ".join(html.escape(a[len("config."):]) for a in axes) + "</p>")
+    seeds = len({repr(v) for v in frame[lay.seed]}) if lay.seed else 0
+    page.add(_axes_text(dims, lay, seeds))
     page.end()
 
     page.section("Summary")
-    cols = ["id", "status"] + axes + shown
-    head = "".join(f"<th>{html.escape(c.split('.', 1)[-1])}</th>" for c in cols)
+    cols = ["id", "status"] + [d.label for d in dims] + ([lay.seed] if lay.seed else []) + shown
+    head = "".join(f"<th>{html.escape(c.split('.', 1)[-1] if c.startswith(('config.', 'summary.')) else c)}</th>"
+                   for c in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td class='num'>{html.escape(format_value(row[c]))}</td>" for c in cols) + "</tr>"
-        for _, row in frame.iterrows()
+        "<tr>" + "".join(f"<td class='num'>{html.escape(F._tick(row[c]) if isinstance(row[c], tuple) else format_value(row[c]))}</td>"
+                         for c in cols) + "</tr>"
+        for _, row in table.iterrows()
     )
     page.add(f"<table id='summary-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    if lay.seed and shown:
+        page.add("<p>Over seeds (one row per configuration):</p>" + _seed_table(table, [d.label for d in dims], shown))
     page.end()
 
-    numeric_axes = axes
-    if shown and len(numeric_axes) >= 2:
+    if shown and lay.y is not None:
         page.section("Phase diagrams")
-        x, y = numeric_axes[0], numeric_axes[1]
         for v in shown:
-            fig = F.phase_diagram(frame, x, y, v, log="loss" in v)
-            page.figure(fig, f"Phase diagram of {v.split('.', 1)[1]} over {x[7:]} and {y[7:]}")
+            fig = F.phase_diagram(table, lay.x.label, lay.y.label, v, log="loss" in v, facet=facet)
+            where = f", one panel per {facet}" if facet else ""
+            page.figure(fig, f"Phase diagram of {v.split('.', 1)[1]} over {lay.x.label} and {lay.y.label}{where}")
         page.end()
-    elif shown and len(numeric_axes) == 1:
+    elif shown and lay.x is not None:
         page.section("Over the swept axis")
-        x = numeric_axes[0]
-        fig = F.sweep_curve(frame, x, shown, log=["loss" in v for v in shown])
-        page.figure(fig, f"{', '.join(v.split('.', 1)[1] for v in shown)} against {x[7:]}")
+        fig = F.sweep_curve(table, lay.x.label, shown, log=["loss" in v for v in shown], group=facet)
+        where = f", one line per {facet}" if facet else ""
+        page.figure(fig, f"{', '.join(v.split('.', 1)[1] for v in shown)} against {lay.x.label}{where} "
+                         "(points: runs; line and band: mean ± s.e. over seeds)")
         page.end()
     if 1 < len(frame) <= MAX_COMPARED_RUNS:
-        _compare_section(page, store, frame, axes)
+        configs = [", ".join(f"{d.label}={F._tick(v)}" for d, v in zip(dims, row))
+                   for row in zip(*(table[d.label] for d in dims))] if dims else [""] * len(frame)
+        _compare_section(page, store, frame, configs)
     meta = f"{len(frame)} runs;"
     return page.render(meta)
 
 
-def write_report(source, path: str | os.PathLike, name: str | None = None) -> Path:
+def write_report(source, path: str | os.PathLike, name: str | None = None, x: str | None = None,
+                 y: str | None = None) -> Path:
     """Write one self-contained HTML report and return its path.
 
     ``source`` is a :class:`~gdlens.store.store.Run`, or a :class:`~gdlens.store.store.Store`
     (or a store directory) together with ``name``: a sweep name when the store has runs of that
     sweep, otherwise a run id (or unique prefix). The report has a configuration table, a
-    summary table and one section per recorded probe group; figures are embedded PNGs."""
+    summary table and one section per recorded probe group; figures are embedded PNGs. For a
+    sweep, ``x`` and ``y`` choose the figures' axes (see :func:`render_sweep`); for a run they
+    must be None."""
     from gdlens.store import Store, open_store
 
     if isinstance(source, (str, os.PathLike)):
-        source = open_store(source)
+        source = open_store(source, create=False)
     if isinstance(source, Store):
         if name is None:
             raise ValueError("a report from a store needs name=: a run id (or unique prefix) or a sweep name")
-        if source.runs(sweep=name, as_frame=False):
-            text = render_sweep(source, name)
-        else:
-            text = render_run(source.run(name))
+        is_sweep = bool(source.runs(sweep=name, as_frame=False))
+    elif name is not None:
+        raise ValueError("name= is for a store; a Run is reported as it is")
     else:
-        if name is not None:
-            raise ValueError("name= is for a store; a Run is reported as it is")
-        text = render_run(source)
+        is_sweep = False
+    if not is_sweep and (x is not None or y is not None):
+        raise ValueError("x= and y= choose the axes of a sweep's figures; a run's report has none")
+    if is_sweep:
+        text = render_sweep(source, name, x=x, y=y)
+    else:
+        text = render_run(source.run(name) if isinstance(source, Store) else source)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
