@@ -57,6 +57,15 @@ def test_axes_of_a_grid_zip_seeds_sweep(tmp_path, structure):
         assert [a.keys for a in axes] == [("model.hidden",), ("lr", "model.g"), ("seed",)]
 
 
+def test_a_seed_swept_as_a_grid_field_is_still_aggregated(tmp_path):
+    store = _store(tmp_path, structure=False)
+    spec = _spec()
+    save_structure(store, SweepSpec(base=spec.base, grid={**spec.grid, "seed": list(SEEDS)}, zip=spec.zip, name="docs"))
+    frame = store.runs(sweep="docs")
+    lay = layout(frame, sweep_axes(store, "docs", frame))
+    assert lay.seed == "config.seed" and (lay.x.keys, lay.y.keys, lay.facets) == (("model.hidden",), ("lr", "model.g"), [])
+
+
 def test_no_swept_axis_is_averaged_into_a_phase_diagram_cell(tmp_path):
     store = _store(tmp_path)
     frame = store.runs(sweep="docs")

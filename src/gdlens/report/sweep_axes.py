@@ -3,7 +3,8 @@
 A sweep's axes come from its spec (:mod:`gdlens.sweep.structure`: gridded fields, zipped
 groups, the seed), or, for runs without a stored structure, from the runs themselves: every
 ``config.`` column with more than one value is swept, ``config.seed`` is the seed, and columns
-whose values determine each other one to one are one zipped axis. The facts ``gd.train``
+whose values determine each other one to one are one zipped axis. A ``seed`` field is the
+seed however it was swept (``seeds=`` or a grid over ``seed``). The facts ``gd.train``
 records about a model (``model.class``, ``model.num_params``) are never axes.
 
 Layout (:func:`layout`): the seed is always aggregated (mean ± standard error over seeds);
@@ -102,8 +103,8 @@ def sweep_axes(store, name: str, frame) -> list[Dimension]:
     out = []
     for axis in stored:
         keys = tuple(k for k in axis.keys if f"config.{k}" in frame.columns)
-        if keys:
-            out.append(Dimension(", ".join(keys), keys, axis.kind))
+        if keys:  # a seed swept as a grid field is still the seed
+            out.append(Dimension(", ".join(keys), keys, "seed" if keys == (_SEED,) else axis.kind))
     return out
 
 
