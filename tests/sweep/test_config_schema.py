@@ -142,3 +142,35 @@ def test_spec_axes_know_grid_zip_and_seeds():
                      configs=[{"meta.tag": "a"}, {"meta.tag": "b"}], seeds=2)
     assert [(a.kind, a.keys) for a in spec.axes()] == [
         ("grid", ("model.hidden",)), ("zip", ("lr", "model.g")), ("zip", ("meta.tag",)), ("seed", ("seed",))]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"grid": ["lr"]}, "'grid' must be a mapping"),
+    ({"grid": {"lr": 0.1}}, "non-empty list"),
+    ({"grid": {"lr": []}}, "non-empty list"),
+    ({"base": [1]}, "'base' must be a mapping"),
+    ({"configs": {"lr": 1}}, "'configs' must be a list"),
+    ({"configs": [3]}, r"configs\[0\] must be a mapping"),
+    ({"seeds": 0}, "at least 1"),
+    ({"seeds": "two"}, "'seeds' must be an integer"),
+    ({"seeds": [1, 1]}, "distinct seeds"),
+    ({"seeds": True}, "the boolean True"),
+    ({"name": "a/b"}, "sweep name"),
+    ({"name": ""}, "sweep name"),
+    ({"zip": "lr"}, "'zip' must be a mapping"),
+])
+def test_bad_spec_shapes(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepSpec(base=TINY, **kwargs) if "base" not in kwargs else SweepSpec(**kwargs)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]\n", "a sweep spec is a mapping"),
+    ("base: {a: [1\n", "not valid YAML"),
+    ("base:\n  model: {name: mlp, name: rnn}\n", "duplicate key 'name' at line 2"),
+])
+def test_bad_yaml_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        SweepSpec.from_yaml(_yaml(tmp_path, text))
+    with pytest.raises(ConfigError, match="cannot read"):
+        SweepSpec.from_yaml(tmp_path / "missing.yaml")

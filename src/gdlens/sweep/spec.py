@@ -119,11 +119,34 @@ class SweepSpec:
     seed_field: str = "seed"
 
     def __post_init__(self) -> None:
+        """Check the spec's shape (the configs themselves are checked by the schema when the
+        sweep runs): mappings where mappings belong, lists of values, seeds as integers, a name
+        usable as a file name."""
+        from gdlens.config.coerce import to_int
+
+        for key, kind in (("base", Mapping), ("grid", Mapping), ("configs", Sequence), ("zip", (Mapping, Sequence))):
+            value = getattr(self, key)
+            if isinstance(value, (str, bytes)) or not isinstance(value, kind):
+                raise ConfigError(f"sweep spec key {key!r} must be a {'list' if key == 'configs' else 'mapping'}, "
+                                  f"got {value!r}")
         for key, values in self.grid.items():
-            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-                raise ValueError(f"grid field {key!r} needs a list of values, got {values!r}")
-        if isinstance(self.seeds, int):
-            self.seeds = list(range(self.seeds))
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+                raise ConfigError(f"grid field {key!r} needs a non-empty list of values, got {values!r}")
+        for i, overrides in enumerate(self.configs):
+            if not isinstance(overrides, Mapping):
+                raise ConfigError(f"configs[{i}] must be a mapping of field: value, got {overrides!r}")
+        if self.seeds is not None and not isinstance(self.seeds, (list, tuple, range)):
+            n = to_int(self.seeds, "seeds")
+            if n < 1:
+                raise ConfigError(f"sweep spec key 'seeds' must be at least 1 (or a list of seeds), got {self.seeds!r}")
+            self.seeds = list(range(n))
+        elif self.seeds is not None:
+            self.seeds = [to_int(s, f"seeds[{i}]") for i, s in enumerate(self.seeds)]
+            if len(set(self.seeds)) != len(self.seeds) or not self.seeds:
+                raise ConfigError(f"sweep spec key 'seeds' must list distinct seeds, got {self.seeds!r}")
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in "/\\\0") \
+                or self.name in (".", ".."):
+            raise ConfigError(f"sweep name must be a non-empty string without '/', '\\' or NUL, got {self.name!r}")
 
     def expand(self) -> list[dict[str, Any]]:
         """Every config of the sweep, in a deterministic order (grid, zip, overrides, seeds;
