@@ -185,3 +185,26 @@ def test_sgd_step_identity(kind: str, loss: str) -> None:
     assert rel(big.predicted, -lr * (kp.G @ kp.error)) <= 1e-12
     assert 0 < big.rel_error < 0.05
     assert 0.4 <= small.rel_error / big.rel_error <= 0.6
+
+
+def test_token_view_and_partial_traces(flow) -> None:
+    """The operators seen on (B, L, n, d): the same matrix, and the partial trace over batch,
+    layers and features equals the dense reduction Σ G[(b, l, i, f), (b, l, j, f)]."""
+    from gdlens.operators import partial_effective_rank
+
+    case, kp, P, _ = flow
+    m = case.model
+    G = m.token_view(kp.G)
+    assert G.shape_in == (B, m.depth, N, D) and G.is_symmetric
+    dense = kp.G.dense()
+    assert rel(G.dense(), dense) <= 1e-12
+    assert rel(m.token_view(kp.P).T.dense(), P.T) <= TOL
+    want = torch.einsum("blifBLjF->ij", dense.reshape(B, m.depth, N, D, B, m.depth, N, D) *
+                        (torch.eye(B)[:, None, None, None, :, None, None, None]
+                         * torch.eye(m.depth)[None, :, None, None, None, :, None, None]
+                         * torch.eye(D)[None, None, None, :, None, None, None, :]).to(F64))
+    assert rel(G.partial_trace((0, 1, 3)).dense(), want) <= 1e-12
+    est = partial_effective_rank(G, keep=2, method="exact")
+    eig = torch.linalg.eigvalsh(want)
+    assert est.value == pytest.approx(float(eig.sum() ** 2 / (eig**2).sum()), rel=1e-9)
+    assert 1 - 1e-9 <= est.value <= N + 1e-9

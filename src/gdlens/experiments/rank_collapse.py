@@ -14,21 +14,25 @@ it. This experiment asks the same of the gradient-flow operators of
 - ``"attn+skip+mlp"``: the full pre-LN block                (mlp=True, residual=True)
 
 at initialisation, full (non-causal) attention, embedding inputs x ~ N(0, 1) of width d, all
-positions read. ``token_residual`` is the forward measure: ‖X − 1 x̄ᵀ‖_F / ‖X‖_F of the last
-layer's stream X (n, d), x̄ the token mean, over the batch.
+positions read. ``G_tokens`` is the effective dimension of G over the token axis alone (G seen on
+(B, L, n, d) with :meth:`~gdlens.models.TransformerStack.token_view`, batch, layers and features
+traced out, exactly: an (n, n) matrix). ``token_residual`` is the forward measure:
+‖X − 1 x̄ᵀ‖_F / ‖X‖_F of the last layer's stream X (n, d), x̄ the token mean, over the batch.
 
 Documented claim (the defaults: d = 8, 2 heads, n = 4, B = 2, seed 0, exact traces; asserted in
 ``tests/experiments/test_rank_collapse.py``; measured numbers in ``docs/transformers.md``): at
 depth ≥ 4, without skip connections ("attn-only", "attn+mlp") the token residual is below 0.1
 and the effective ranks of P and G are at most half those of the same blocks with skip
-connections ("attn+skip", "attn+skip+mlp"), whose token residual stays above 0.5; K's effective
-rank grows with depth in every variant (each layer brings its own parameters). So rank collapse reaches the flow: without skips,
+connections ("attn+skip", "attn+skip+mlp"), whose token residual stays above 0.5; at depth 8 G's
+effective dimension over the n = 4 tokens is below 1.2 without skips (one token direction) and
+above 2 with them; K's effective rank grows with depth in every variant (each layer brings its
+own parameters). So rank collapse reaches the flow: without skips,
 gradient descent can move the residual streams of a deep attention stack only in a few directions.
 
 Python::
 
     from gdlens.experiments.rank_collapse import rank_collapse
-    result = rank_collapse()            # about 10 s on one CPU thread
+    result = rank_collapse()            # about 15 s on one CPU thread
     result.rows[0]                      # {"variant": ..., "depth": 1, "K": ..., "P": ..., "G": ...}
     result.to_frame()                   # a pandas DataFrame (pandas needed)
     result.figure("rank_collapse.png")  # matplotlib (the ``report`` extra)
@@ -44,6 +48,7 @@ import torch
 
 from gdlens.flow import KPFlow, effective_ranks
 from gdlens.models import TransformerStack
+from gdlens.operators import partial_effective_rank
 
 __all__ = ["VARIANTS", "RankCollapseResult", "rank_collapse", "token_residual"]
 
@@ -69,7 +74,7 @@ def token_residual(stream: torch.Tensor) -> float:
 class RankCollapseResult:
     """One row per (variant, depth, seed): ``variant``, ``depth``, ``seed``, ``dim`` (B·L·n·d,
     the dimension the operators act on), ``K``, ``P``, ``G`` (effective ranks), ``K_stderr``,
-    ``P_stderr``, ``G_stderr`` (0 for exact traces) and ``token_residual``."""
+    ``P_stderr``, ``G_stderr`` (0 for exact traces), ``G_tokens`` and ``token_residual``."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
@@ -88,15 +93,15 @@ class RankCollapseResult:
         return pd.DataFrame(self.rows)
 
     def figure(self, path: str | None = None) -> Any:
-        """Effective ranks of P, G and K and the token residual against depth, one line per
+        """Effective ranks of P, G and K, G's over the tokens and the token residual against depth, one line per
         variant (means over seeds); saved to ``path`` when given. Returns the Figure (imports
         matplotlib)."""
         import matplotlib.pyplot as plt
 
         variants = list(dict.fromkeys(r["variant"] for r in self.rows))
         depths = sorted({r["depth"] for r in self.rows})
-        fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), constrained_layout=True)
-        for ax, key in zip(axes, ("P", "G", "K", "token_residual")):
+        fig, axes = plt.subplots(1, 5, figsize=(19, 3.4), constrained_layout=True)
+        for ax, key in zip(axes, ("P", "G", "K", "G_tokens", "token_residual")):
             for v in variants:
                 values = [self.mean(v, L, key) for L in depths]
                 if key == "token_residual":  # an exact collapse (0) stays on the log axis
@@ -107,6 +112,8 @@ class RankCollapseResult:
             if key == "token_residual":
                 ax.set_yscale("log")
                 ax.set_title("token residual ‖X − 1x̄ᵀ‖/‖X‖ (last layer)")
+            elif key == "G_tokens":
+                ax.set_title("effective rank of G over tokens")
             else:
                 ax.set_title(f"effective rank of {key if key != 'P' else 'P Pᵀ'}")
         axes[0].legend(fontsize=8)
@@ -164,6 +171,7 @@ def rank_collapse(
                 for name in _OPERATORS:
                     row[name] = ranks[name].value
                     row[f"{name}_stderr"] = ranks[name].stderr
+                row["G_tokens"] = partial_effective_rank(model.token_view(kp.G), keep=2, method="exact").value
                 row["token_residual"] = token_residual(model.unflatten_state(kp.hidden)[:, -1])
                 result.rows.append(row)
     return result

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from gdlens.models._common import check_positive
 from gdlens.models.base import Params, StateSpaceModel
+from gdlens.operators.base import LinearOperator
 
 __all__ = ["TransformerStack", "from_torch_transformer"]
 
@@ -100,6 +101,28 @@ class _Readout(nn.Module):
         if final_norm:
             self.ln = nn.LayerNorm(d_model, eps=eps, bias=bias)
         self.unembed = nn.Linear(d_model, output_size, bias=bias)
+
+
+class _TokenView(LinearOperator):
+    """An operator on flattened streams (…, n·d) seen on (…, n, d) (see ``token_view``)."""
+
+    def __init__(self, op: LinearOperator, n: int, d: int) -> None:
+        self.op, self._n, self._d = op, n, d
+        super().__init__(self._split(op.shape_in), self._split(op.shape_out), dtype=op.dtype, device=op.device,
+                         is_symmetric=op.is_symmetric)
+
+    def _split(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) == 3 and shape[-1] == self._n * self._d:
+            return (*shape[:-1], self._n, self._d)
+        return tuple(shape)
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        out = self.op._matmat(X.reshape(X.shape[0], *self.op.shape_in))
+        return out.reshape(out.shape[0], *self.shape_out)
+
+    def _rmatmat(self, Y: Tensor) -> Tensor:
+        out = self.op._rmatmat(Y.reshape(Y.shape[0], *self.op.shape_out))
+        return out.reshape(out.shape[0], *self.shape_in)
 
 
 class TransformerStack(StateSpaceModel):
@@ -243,6 +266,14 @@ class TransformerStack(StateSpaceModel):
             raise ValueError(f"z has trailing axes {tuple(z.shape[-2:])}, expected (n, d) = "
                              f"{(self.seq_len, self.d_model)}")
         return z.reshape(*z.shape[:-2], self.state_size)
+
+    def token_view(self, op: LinearOperator) -> LinearOperator:
+        """``op`` (e.g. ``KPFlow``'s K, P, G) on (B, L, n, d) instead of (B, L, n·d): the same
+        matrix (the flattening is token-major), with the token axis 2 and the feature axis 3
+        apart, so that ``token_view(kp.G).partial_trace((0, 1, 3))`` is G reduced to the tokens
+        (n, n) and ``partial_effective_rank(token_view(kp.G), keep=2)`` its effective dimension
+        over tokens. An axis of ``op`` that is not (B, L, n·d) is left as it is."""
+        return _TokenView(op, self.seq_len, self.d_model)
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by component: ``"embedding"``, ``"blocks.ℓ.head{h}"`` (q, k, v, o and
