@@ -74,15 +74,16 @@ def test_bad_input_lists_what_is_allowed(tmp_path):
     foreign = gdlens("runs", "--store", str(tmp_path / "foreign"))
     assert foreign.returncode == 2 and "cannot be used as a gdlens store" in foreign.stderr
     assert "Traceback" not in foreign.stderr
-    missing = gdlens("show", "nope", "--store", str(tmp_path / "empty"))
-    assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
+    missing = gdlens("show", "nope", "--store", str(tmp_path / "foreign2"))
+    assert missing.returncode == 2 and "no gdlens store at" in missing.stderr
+    assert not (tmp_path / "foreign2").exists()
     bad_arg = gdlens("train", "flip_flop", "--task-arg", "T=0", "--store", str(tmp_path / "s"), "--no-progress")
     assert bad_arg.returncode == 2 and "T must be" in bad_arg.stderr
 
 
 def test_every_command_has_help_ending_with_an_example(capsys):
     parser = build_parser()
-    for command in ("demo", "train", "runs", "show", "export", "report", "sweep", "bench"):
+    for command in ("demo", "train", "resume", "runs", "show", "compare", "rm", "export", "report", "sweep", "bench"):
         with pytest.raises(SystemExit):
             parser.parse_args([command, "--help"])
         out = capsys.readouterr().out.rstrip()

@@ -39,6 +39,10 @@ def export_run(run: Run, path: str | Path, format: str = "csv") -> list[Path]:
     if format == "csv":
         frame.to_csv(path, index=False)
     else:
+        try:
+            import pyarrow  # noqa: F401 - pandas' Parquet engine
+        except ImportError as err:
+            raise ImportError("Parquet export needs the pyarrow package: pip install 'gdlens[analysis]'") from err
         frame.to_parquet(path, index=False)
     meta = path.with_suffix(".json")
     meta.write_text(

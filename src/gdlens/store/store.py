@@ -195,9 +195,7 @@ class Store:
         ``running`` while it trains and no other process resumes it a second time. A run that
         is running (its writer alive), completed or diverged is refused with a
         :class:`StoreError` saying why."""
-        self._writable("resume a run")
-        self.mark_stale()
-        run = self.run(run_id)
+        run = self.resumable(run_id)
         host, pid = this_process()
         now = time.time()
         with transaction(self.con) as con:
@@ -206,8 +204,20 @@ class Store:
                 "WHERE id = ? AND status IN ('interrupted', 'failed')",
                 (host, pid, now, now, run.id),
             ).rowcount
-        if updated != 1:
-            status = run.status
+        if updated != 1:  # another process took it between the check and the update
+            self.resumable(run.id)
+            raise StoreError(f"run {run.id} cannot be resumed: another process resumed it first")
+        return run
+
+    def resumable(self, run_id: str) -> Run:
+        """The run (by id or unique prefix) if it can be resumed (``interrupted`` or
+        ``failed``), else a :class:`StoreError` saying why; changes nothing but the
+        ``interrupted`` mark of dead runs."""
+        self._writable("resume a run")
+        self.mark_stale()
+        run = self.run(run_id)
+        status = run.status
+        if status not in ("interrupted", "failed"):
             why = {"running": "it is running (its process is alive); stop it first",
                    "completed": "it is already completed", "diverged": "it diverged (its loss became non-finite)"}
             raise StoreError(f"run {run.id} cannot be resumed: {why.get(status, f'its status is {status}')}")
@@ -234,6 +244,13 @@ class Store:
                     [(now, r) for r in stale],
                 )
         return stale
+
+    def last_run_of_this_process(self) -> str | None:
+        """The id of the run this process wrote last (None if none): what a Ctrl-C interrupted."""
+        host, pid = this_process()
+        row = self.con.execute("SELECT id FROM runs WHERE host = ? AND pid = ? ORDER BY updated_at DESC LIMIT 1",
+                               (host, pid)).fetchone()
+        return None if row is None else row[0]
 
     def delete_run(self, run_id: str, force: bool = False) -> str:
         """Delete a run (by id or unique prefix): its rows, arrays and checkpoints. A run that

@@ -73,7 +73,7 @@ def resume(run_id: str, store: Store | str, *, progress: bool = True, checkpoint
     from gdlens.train.loop import train
 
     store = store if isinstance(store, Store) else open_store(store, create=False)
-    run = store.run(run_id)
+    run = store.resumable(run_id)
     config = run.config
     model_config = config.get("model")
     if not isinstance(model_config, Mapping) or "name" not in model_config:
