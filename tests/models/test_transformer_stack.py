@@ -381,3 +381,14 @@ def test_bad_inputs_name_the_argument() -> None:
         emb(torch.zeros(B, 3, dtype=F64))
     with pytest.raises(ValueError, match="step index t"):
         model.step(model.state_params(), torch.zeros(B, 12, dtype=F64), torch.zeros(B, 0, dtype=F64), 3)
+
+
+def test_float32() -> None:
+    torch.manual_seed(0)
+    model = TransformerStack(D, HEADS, 2, 3, N, input_size=3, readout="all")
+    x = torch.randn(B, N, 3)
+    y, z = model(x)
+    assert y.dtype == torch.float32 and z.dtype == torch.float32 and torch.isfinite(y).all()
+    assert model.step_inputs(x).dtype == torch.float32
+    y64, _ = model.double()(x.double())
+    torch.testing.assert_close(y.double(), y64, rtol=1e-4, atol=1e-5)
