@@ -88,3 +88,23 @@ def test_groups_and_divergence(tiny_base):
     ens = train_ensemble(boom)
     assert ens.summaries[0]["diverged_at"] is None and ens.summaries[1]["diverged_at"] is not None
     np.testing.assert_allclose(ens.losses[0], _separate(boom[0]).losses, rtol=1e-5, atol=1e-7)
+
+
+def test_the_loop_and_the_ensemble_end_runs_the_same_way(tmp_path, tiny_base):
+    """One run lifecycle (gdlens.train.lifecycle): a converging and a diverging config end with
+    the same status, summary keys, diverged_at and stored losses whether trained by gd.train
+    (run_config) or as members of one vectorised ensemble."""
+    from gdlens.sweep import run_config
+
+    boom = [dict(tiny_base(steps=30), optimizer="sgd", lr=lr, seed=0) for lr in (1e-2, 1e4)]
+    alone = open_store(tmp_path / "alone")
+    ids = [run_config(c, alone) for c in boom]
+    together = open_store(tmp_path / "together")
+    ens = train_ensemble(boom, together)
+    for a, b in zip((alone.run(i) for i in ids), (together.run(i) for i in ens.run_ids)):
+        assert a.status == b.status and set(a.summary) | {"ensemble_size"} == set(b.summary)
+        assert a.summary["diverged_at"] == b.summary["diverged_at"]
+        la = a.metrics(names=["train_step/loss"], as_frame=False)["train_step/loss"]
+        lb = b.metrics(names=["train_step/loss"], as_frame=False)["train_step/loss"]
+        assert la[0].tolist() == lb[0].tolist()
+    assert [alone.run(i).status for i in ids] == ["completed", "diverged"]

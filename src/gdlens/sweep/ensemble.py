@@ -32,6 +32,7 @@ from gdlens.config.schema import normalize as normalize_config
 from gdlens.models.base import StateSpaceModel
 from gdlens.store import Store, open_store
 from gdlens.store.store import canonical_config
+from gdlens.train.lifecycle import RunLifecycle, run_summary
 
 __all__ = ["train_ensemble", "ensemble_groups", "EnsembleResult", "ENSEMBLE_FIELDS", "ENSEMBLE_MODELS"]
 
@@ -161,14 +162,8 @@ def train_ensemble(
     state: dict[str, dict[str, torch.Tensor]] = {n: {} for n in names}
     losses = np.full((E, steps), np.nan)
     alive = torch.ones(E, dtype=torch.bool)
-    diverged_at: list[int | None] = [None] * E
-    pending: list[list[tuple[int, float]]] = [[] for _ in range(E)]
+    lives = [RunLifecycle(run) for run in runs]
     t_start = time.perf_counter()
-
-    def flush(i: int) -> None:
-        if runs[i] is not None and pending[i]:
-            runs[i].log_series("train_step/loss", [s for s, _ in pending[i]], [v for _, v in pending[i]])
-        pending[i].clear()
 
     def materialise(i: int) -> torch.nn.Module:
         with torch.no_grad():
@@ -183,7 +178,7 @@ def train_ensemble(
                 if not alive[i]:
                     continue
                 if any(recorders[i].is_due(p, step) for p in recorders[i].probes):
-                    flush(i)
+                    lives[i].flush()
                     batch = data[i]
                     recorders[i].step(
                         step, model=materialise(i), batch=batch, eval_data=batches[i].eval_data,
@@ -200,15 +195,10 @@ def train_ensemble(
             finite = torch.from_numpy(np.isfinite(values))
             for i in np.flatnonzero(alive.numpy() & ~finite.numpy()):
                 alive[i] = False
-                diverged_at[i] = step
-                flush(i)
-                if runs[i] is not None:
-                    runs[i].diverge(step, float(values[i]))
+                lives[i].diverge(step, float(values[i]))
             for i in np.flatnonzero(alive.numpy()):
                 losses[i, step] = values[i]
-                pending[i].append((step, float(values[i])))
-                if len(pending[i]) >= 100:
-                    flush(i)
+                lives[i].loss(step, float(values[i]))
             if not alive.any():
                 break
             grads = torch.autograd.grad(per_member.sum(), [params[n] for n in names], allow_unused=True)
@@ -218,30 +208,18 @@ def train_ensemble(
                         continue
                     _update(kind, params[n], g, state[n], _expand(lr, g), _expand(alive, g), wd, betas, eps, momentum)
     except BaseException as err:
-        for i, run in enumerate(runs):
-            flush(i)
-            if run is not None and alive[i]:
-                run.interrupt() if isinstance(err, KeyboardInterrupt) else run.fail(f"{type(err).__name__}: {err}")
+        for life in lives:
+            life.abort(err)
         raise
     seconds = time.perf_counter() - t_start
     summaries = []
-    for i, (rec, run) in enumerate(zip(recorders, runs)):
-        flush(i)
-        summary = {
-            "steps": steps, "seconds": seconds / E, "probe_seconds": rec.total_seconds,
-            "recording_overhead": rec.total_seconds / max(seconds / E - rec.total_seconds, 1e-12),
-            "final_train_loss": float(losses[i, -1]) if steps else float("nan"),
-            "diverged_at": diverged_at[i], "ensemble_size": E,
-        }
-        summary.update({k: v for k, v in ((n, rec.last(n)) for n in rec.history) if isinstance(v, float)})
+    for i, (rec, life) in enumerate(zip(recorders, lives)):
+        diverged = life.diverged
+        summary = run_summary(steps, seconds / E, rec, losses[i, -1] if steps else float("nan"),
+                              diverged[0] if diverged else None, ensemble_size=E)
         summaries.append(summary)
         model = materialise(i)
-        if run is not None:
-            if diverged_at[i] is not None:
-                run.update_summary(summary)
-            else:
-                run.save_checkpoint(steps, {"model": model.state_dict(), "initial_params": rec.initial_params})
-                run.finish(summary)
+        life.finish(summary, {"model": model.state_dict(), "initial_params": rec.initial_params}, steps)
     return EnsembleResult(losses, [r.id if r is not None else None for r in runs], summaries, recorders, models)
 
 

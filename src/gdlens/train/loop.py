@@ -26,6 +26,7 @@ from gdlens.store import Run, Store, open_store
 from gdlens.tasks import SplitData, Task, TaskData
 from gdlens.tasks import get as get_task
 from gdlens.train.flow import GradientFlow
+from gdlens.train.lifecycle import RunLifecycle, run_summary
 from gdlens.train.recorder import Recorder
 from gdlens.train.resumption import check_same_config
 
@@ -275,22 +276,12 @@ def train(
             keep = old[0] < start
             losses[old[0][keep]] = old[1][keep]
     bar = _progress(steps, start, progress)
-    pending: list[tuple[int, float]] = []
-    diverged: tuple[int, float] | None = None
+    life = RunLifecycle(run)
     t_start = time.perf_counter()
 
-    def flush() -> None:
-        if run is not None and pending:
-            run.log_series("train_step/loss", [s for s, _ in pending], [v for _, v in pending])
-        pending.clear()
-
-    def checkpoint(step: int) -> None:
-        if run is not None:
-            flush()
-            run.save_checkpoint(step, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "initial_params": recorder.initial_params,
-                "probes": recorder.state(),
-            })
+    def state() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": opt.state_dict(), "initial_params": recorder.initial_params,
+                "probes": recorder.state()}
 
     try:
         for step in range(start, steps + 1):
@@ -300,7 +291,7 @@ def train(
                 return batch.loss_value(forward(m, batch.x)[0])
 
             if recorder.step(step, model=model, batch=batch, eval_data=batches.eval_data, optimizer=opt, loss_fn=loss_fn):
-                flush()  # whatever a probe step records, the losses before it are on disk too
+                life.flush()  # whatever a probe step records, the losses before it are on disk too
             if step == steps:
                 break
             model.train()
@@ -308,7 +299,7 @@ def train(
             loss = loss_fn(model)
             value = float(loss.detach())
             if not math.isfinite(value):
-                diverged = (step, value)
+                life.diverge(step, value)
                 break
             loss.backward()
             if isinstance(opt, GradientFlow):  # its step-size test re-evaluates the loss
@@ -317,48 +308,24 @@ def train(
             else:
                 opt.step()
             losses[step] = value
-            pending.append((step, value))
-            if len(pending) >= 100:
-                flush()
+            life.loss(step, value)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             if run is not None and (step + 1) % checkpoint_every == 0:
-                checkpoint(step + 1)
+                life.checkpoint(step + 1, state())
     except BaseException as err:
-        flush()
-        if run is not None:
-            if isinstance(err, KeyboardInterrupt):
-                run.interrupt()
-            else:
-                run.fail(f"{type(err).__name__}: {err}")
+        life.abort(err)
         raise
     finally:
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - t_start
-    summary = {
-        "steps": steps,
-        "seconds": seconds,
-        "probe_seconds": recorder.total_seconds,
-        "recording_overhead": recorder.total_seconds / max(seconds - recorder.total_seconds, 1e-12),
-        "final_train_loss": float(losses[-1]) if steps else float("nan"),
-        "diverged_at": None,
-    }
-    summary.update({k: v for k, v in ((n, recorder.last(n)) for n in recorder.history) if isinstance(v, float)})
-    if isinstance(opt, GradientFlow):  # how far along the flow the run went, and at what cost
-        summary.update({"flow/time": opt.flow_time, "flow/final_lr": opt.lr, "flow/rejected_steps": opt.rejected,
-                        "flow/stalled_steps": opt.stalled})
-    if diverged is not None:
-        summary["diverged_at"] = diverged[0]
-        if bar is not None:
-            bar.write(f"stopped: the training loss became {diverged[1]} at step {diverged[0]}")
-    if run is not None:
-        flush()
-        if diverged is not None:
-            run.update_summary(summary)
-            run.diverge(*diverged)
-        else:
-            checkpoint(steps)
-            run.finish(summary)
+    flow = {"flow/time": opt.flow_time, "flow/final_lr": opt.lr, "flow/rejected_steps": opt.rejected,
+            "flow/stalled_steps": opt.stalled} if isinstance(opt, GradientFlow) else {}  # how far along the flow
+    diverged = life.diverged
+    summary = run_summary(steps, time.perf_counter() - t_start, recorder, losses[-1] if steps else float("nan"),
+                          diverged[0] if diverged else None, **flow)
+    if diverged is not None and bar is not None:
+        bar.write(f"stopped: the training loss became {diverged[1]} at step {diverged[0]}")
+    life.finish(summary, state() if run is not None and diverged is None else None, steps)
     return TrainResult(model, recorder, run, losses, summary)
