@@ -177,6 +177,8 @@ class Store:
     def run(self, run_id: str) -> Run:
         """The handle of an existing run, by id or by a unique prefix of its id (KeyError if
         there is none or the prefix is ambiguous)."""
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"a run id is a non-empty string (an id or a unique prefix), got {run_id!r}")
         if self.con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None:
             return Run(self, run_id)
         escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -276,6 +278,9 @@ class Store:
         pattern (``"demo-*"``)."""
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        for key, value in (("sweep", sweep), ("name", name)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{key} must be a string or None, got {value!r}")
         stale = set(self.mark_stale())
         query = "SELECT id, name, status, created_at, updated_at, sweep, config, summary, error FROM runs"
         clauses, params = [], []
