@@ -224,7 +224,7 @@ def _report(args: argparse.Namespace) -> int:
     import gdlens as gd
 
     output = args.output or f"{args.target}.html"
-    print(gd.report.write_report(_read_store(args.store), output, name=args.target))
+    print(gd.report.write_report(_read_store(args.store), output, name=args.target, x=args.x, y=args.y))
     return 0
 
 
@@ -391,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "gdlens report demo --store gdlens-runs -o demo.html")
     rep.add_argument("target", metavar="RUN|SWEEP", help="run id (or unique prefix) or sweep name")
     rep.add_argument("-o", "--output", default=None, help="HTML file (default TARGET.html)")
+    rep.add_argument("--x", default=None, metavar="KEY",
+                     help="a sweep's x axis: a swept field (e.g. lr) or a zipped group's label; default: the first axis")
+    rep.add_argument("--y", default=None, metavar="KEY",
+                     help="a sweep's y axis (with --x); the other swept axes become small multiples")
     rep.add_argument("--store", default=DEFAULT_STORE)
 
     sw = _command(sub, "sweep", _sweep, "run a sweep from a YAML spec, skipping configurations already complete",
