@@ -472,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
+    shown = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning
     try:
@@ -490,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gdlens {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown  # main() called from Python leaves the warnings as it found them
 
 
 if __name__ == "__main__":
