@@ -1,4 +1,4 @@
-"""The KP decomposition of gradient flow (arXiv 2507.06381; DESIGN §2).
+"""The KP decomposition of gradient flow (arXiv 2507.06381; docs/design.md, conventions).
 
 For a state-space model ``z_t = f(z_{t-1}, x_t; θ)``, ``y = g(z; φ)`` and loss L::
 

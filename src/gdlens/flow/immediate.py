@@ -6,7 +6,7 @@ With the states z*_1..z*_T of the current trajectory held fixed, the immediate m
 
 with z*_0 = initial_state(θ, x) kept as a function of θ (a learnable z_0, a residual stack's
 embedding), or a constant z_0 passed by the user. Its Jacobian ``J = ∂F/∂θ`` is the immediate
-parameter Jacobian of DESIGN §2; at t = 1 it includes the path through z_0,
+parameter Jacobian of docs/design.md, conventions; at t = 1 it includes the path through z_0,
 ``J_1 = ∂f_1/∂θ + ∂f_1/∂z_0 ∂z_0/∂θ``, so that ``P J = dz/dθ`` exactly.
 
 Since every z*_{t-1} is fixed, the T steps are independent: a time-invariant cell evaluates

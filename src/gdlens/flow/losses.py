@@ -1,4 +1,4 @@
-"""Losses in gdlens' convention (DESIGN §2) and the checks of a target against the output.
+"""Losses in gdlens' convention (docs/design.md, conventions) and the checks of a target against the output.
 
 Every loss here is the whole reduction ``L(y, target) -> scalar``::
 

@@ -1,4 +1,4 @@
-"""Sweeps: many configs of one experiment, run into a store (DESIGN §5).
+"""Sweeps: many configs of one experiment, run into a store (docs/design.md).
 
 - :class:`SweepSpec`: a base config with grid, zip, explicit and seed axes (Python or YAML);
   every config is validated and normalised by the one schema of :mod:`gdlens.config`.
@@ -20,7 +20,7 @@ __all__ = [
 
 
 class _CallableModule(__import__("types").ModuleType):
-    """``gdlens.sweep`` is both this package and the function :func:`sweep` (DESIGN §3:
+    """``gdlens.sweep`` is both this package and the function :func:`sweep` (the public name
     ``gd.sweep(spec, store=...)``), so ``gd.sweep.SweepSpec`` keeps working too."""
 
     def __call__(self, *args, **kwargs):

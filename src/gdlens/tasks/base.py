@@ -9,7 +9,7 @@ Shapes (B trials, T steps, I inputs, O outputs, N samples):
 - static tasks (no time axis): ``x`` (N, I), ``target`` (N, O) float for ``"mse"``, or
   ``target`` (N,) long class labels for ``"cross_entropy"`` (``x`` may then be long tokens).
 
-The loss is gdlens' (DESIGN §2): ``L = (1/B) Σ_b Σ_t m_bt ℓ(y_bt, target_bt)`` with
+The loss is gdlens' (docs/design.md, conventions): ``L = (1/B) Σ_b Σ_t m_bt ℓ(y_bt, target_bt)`` with
 ``ℓ = ‖y − y*‖²`` (summed over outputs, no ½) for ``"mse"`` and the per-step cross-entropy for
 ``"cross_entropy"``; ``m`` is the ``mask`` (all ones when ``mask`` is None). Without a time
 axis the Σ_t drops out. Outside the mask the ``target`` is still well defined (usually 0), so
