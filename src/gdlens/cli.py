@@ -432,7 +432,31 @@ def _one_line(err: BaseException) -> str:
 
 
 # a missing module -> the extra that installs it
-_EXTRAS = {"pyarrow": "analysis", "tensorboard": "tensorboard", "dask": "dask", "distributed": "dask"}
+_EXTRAS = {
+    "pyarrow": "analysis", "tensorboard": "tensorboard", "dask": "dask", "distributed": "dask",
+    "matplotlib": "cli", "pandas": "cli", "yaml": "cli", "tqdm": "cli",
+}
+# what each command needs beyond the core install (torch, numpy, scipy), checked before it
+# starts work: the demo and report draw figures (matplotlib) from tables (pandas); a sweep
+# reads YAML specs and draws its phase diagrams
+_COMMAND_NEEDS = {"demo": ("matplotlib", "pandas"), "report": ("matplotlib", "pandas"), "sweep": ("yaml", "pandas")}
+
+
+def _missing_extra(command: str) -> str | None:
+    """One line naming what ``command`` needs and the extra that installs it, or None."""
+    import importlib
+
+    missing = []
+    for module in _COMMAND_NEEDS.get(command, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if not missing:
+        return None
+    extras = sorted({_EXTRAS[m] for m in missing})
+    return (f"gdlens {command} needs {', '.join(missing)}, which the core install (torch, numpy, scipy) leaves "
+            f"out: pip install 'gdlens[{','.join(extras)}]'")
 
 
 def _interrupted(args: argparse.Namespace) -> str:
@@ -475,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning
+    needs = _missing_extra(args.command) if getattr(args, "command", None) else None
+    if needs:  # before any work: a demo must not train and then fail on its report
+        print(f"gdlens: error: {needs}", file=sys.stderr)
+        return 2
     try:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
