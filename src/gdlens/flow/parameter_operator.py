@@ -72,7 +72,7 @@ class ParameterKernel(LinearOperator):
         theta = self.jacobian.theta
         names = self.names
         return flat_parameter_operator(
-            lambda V: [self.jacobian.vjp(V)[n] for n in names],
+            lambda V: (lambda rows: [rows[n] for n in names])(self.jacobian.vjp(V)),  # one VJP for all names
             lambda pieces: self.jacobian.jvp(dict(zip(names, pieces)), names),
             [tuple(theta[n].shape) for n in names], self.shape_out, self.dtype, self.device,
         )
