@@ -15,6 +15,7 @@ from gdlens.operators import (
     alignment,
     effective_rank,
     frobenius_norm,
+    moments,
     spectral_density,
     svds,
     top_eigs,
@@ -196,6 +197,42 @@ def test_frobenius_norm_of_rectangular_operator():
         frobenius_norm(A, method="hutch++")
 
 
+def test_joint_moments_of_several_operators():
+    A, MA = psd_with_spectrum(torch.rand(60, dtype=F64), seed=1)
+    B, MB = psd_with_spectrum(torch.arange(1, 61, dtype=F64) ** -1.0, seed=2)
+    C, MC = psd_with_spectrum(torch.rand(60, dtype=F64) ** 3, seed=3)
+    ops = {"A": A, "B": B, "C": C}
+    exact = moments(ops, method="exact")
+    for name, M in (("A", MA), ("B", MB), ("C", MC)):
+        lam = torch.linalg.eigvalsh(M)
+        assert abs(exact.trace(name).value - float(lam.sum())) < 1e-10
+        assert abs(exact.effective_rank(name).value - float(lam.sum() ** 2 / (lam**2).sum())) < 1e-9
+        assert abs(exact.frobenius_norm(name).value - float(M.norm())) < 1e-10
+    assert abs(exact.alignment("C", "A").value - float((MA * MC).sum() / (MA.norm() * MC.norm()))) < 1e-10
+    # Hutch++ on shared probes: the sketch, then its rows and the probes in one call; each pair
+    # within 4 standard errors; the same numbers as the single-operator functions on one seed
+    calls = []
+
+    def apply(V):  # all three at once (symmetric matrices: rows V Mᵀ = V M)
+        calls.append(V.shape[0])
+        return [V @ M for M in (MA, MB, MC)]
+
+    joint = moments(ops, num_matvecs=30, seed=5, apply=apply)
+    assert calls == [10, 20] and joint.num_matvecs == 30 and joint.names == ("A", "B", "C")
+    for a, b in (("A", "B"), ("B", "C"), ("A", "C")):
+        est = joint.alignment(a, b)
+        assert abs(est.value - exact.alignment(a, b).value) < 4 * est.stderr
+    pair = moments({"A": A, "B": B}, num_matvecs=30, seed=5)
+    assert pair.alignment("A", "B").value == pytest.approx(alignment(A, B, num_matvecs=30, seed=5).value, rel=1e-12)
+    assert moments({"A": A}, seed=2).effective_rank("A").value == effective_rank(A, seed=2).value
+    with pytest.raises(KeyError, match="no operator named 'D'"):
+        joint.trace("D")
+    with pytest.raises(ValueError, match="moments needs at least one operator"):
+        moments({})
+    with pytest.raises(ValueError, match="unknown moments method"):
+        moments(ops, method="xtrace")
+
+
 # ---------------------------------------------------------------------- eigenpairs
 def test_top_eigs_matches_eigh_on_known_spectrum():
     lam = torch.cat([torch.tensor([10.0, 9.0, 7.5, 7.0, 5.0, 4.0], dtype=F64), torch.rand(194, dtype=F64) * 3])
@@ -237,7 +274,7 @@ def test_top_eigs_full_dimension_and_errors():
         top_eigs(A, 2, method="power")
 
 
-def test_top_eigs_spends_batched_matvecs():
+def test_top_eigs_counts_its_batched_calls():
     lam = torch.arange(1, 401, dtype=F64) ** -1.0
     A, _ = psd_with_spectrum(lam)
     calls = []
@@ -248,10 +285,12 @@ def test_top_eigs_spends_batched_matvecs():
         return inner(X)
 
     A._matmat = counting
-    (vals, _), info = top_eigs(A, 5, return_info=True)
-    assert info["converged"]
-    assert sum(calls) == info["num_matvecs"]
-    assert max(calls) > 1 and len(calls) < info["num_matvecs"]
+    for block in (None, 4):
+        calls.clear()
+        (vals, _), info = top_eigs(A, 5, block_size=block, return_info=True)
+        assert info["converged"] and torch.allclose(vals, lam[:5], atol=1e-9)
+        assert sum(calls) == info["num_matvecs"] and len(calls) == info["num_calls"]
+        assert max(calls) == info["block_size"] == (block or 2) and len(calls) < info["num_matvecs"]
 
 
 def test_svds_matches_torch_svd():

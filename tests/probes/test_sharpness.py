@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gdlens.operators import DenseOperator
+from gdlens.operators import DenseOperator, top_eigs
 from gdlens.probes.sharpness import (
     adam_preconditioner,
     directional_curvature,
@@ -121,31 +121,47 @@ def spectrum_matrix(values, seed=0):
     return Q @ torch.diag(torch.as_tensor(values, dtype=F64)) @ Q.T, Q
 
 
-def test_lanczos_top_eig_cold_and_warm():
+def test_top_eig_cold_and_warm_start():
+    """The sharpness probe's warm start: top_eigs(A, 1, v0=previous, v0_noise=1.0)."""
     values = torch.cat([torch.tensor([10.0, 8.0]), torch.linspace(-3.0, 6.0, 58, dtype=F64)])
     A, Q = spectrum_matrix(values)
-    r = lanczos_top_eig(DenseOperator(A, is_symmetric=True))
-    assert r.value == pytest.approx(10.0, rel=1e-12) and r.residual <= 1e-9
-    assert torch.allclose(A @ r.vector, 10.0 * r.vector, atol=1e-7) and float(r.vector.norm()) == pytest.approx(1.0)
-    # a nearby matrix: started from the old eigenvector, far fewer products
+    (value, vector), info = top_eigs(DenseOperator(A, is_symmetric=True), 1, return_info=True)
+    assert float(value[0]) == pytest.approx(10.0, rel=1e-12) and float(info["residuals"][0]) <= 1e-9
+    assert torch.allclose(A @ vector[0], 10.0 * vector[0], atol=1e-7) and float(vector.norm()) == pytest.approx(1.0)
+    # a nearby matrix: started from the old eigenvector, fewer products
     B = A + 1e-3 * spectrum_matrix(torch.randn(60, generator=torch.Generator().manual_seed(1), dtype=F64), seed=2)[0]
-    cold = lanczos_top_eig(DenseOperator(B, is_symmetric=True), seed=3)
-    warm = lanczos_top_eig(DenseOperator(B, is_symmetric=True), v0=r.vector, seed=3)
-    assert warm.value == pytest.approx(float(torch.linalg.eigvalsh(B)[-1]), rel=1e-12)
-    assert warm.num_matvecs < cold.num_matvecs
+    Bop = DenseOperator(B, is_symmetric=True)
+    (_, _), cold = top_eigs(Bop, 1, seed=3, return_info=True)
+    (warm, _), warm_info = top_eigs(Bop, 1, v0=vector[0], v0_noise=1.0, seed=3, return_info=True)
+    assert float(warm[0]) == pytest.approx(float(torch.linalg.eigvalsh(B)[-1]), rel=1e-12)
+    assert warm_info["num_matvecs"] < cold["num_matvecs"]
+    # without noise the start is used as it is: nearly converged already
+    (_, _), plain = top_eigs(Bop, 1, v0=vector[0], seed=3, return_info=True)
+    assert plain["num_matvecs"] < warm_info["num_matvecs"]
     # a warm start that is exactly the eigenvector of the second eigenvalue (the top two have
-    # crossed since) still finds the top one
-    crossed = lanczos_top_eig(DenseOperator(A, is_symmetric=True), v0=Q[:, 1], tol=1e-3)
-    assert crossed.value == pytest.approx(10.0, rel=1e-4)
+    # crossed since) still finds the top one with equal parts of noise
+    crossed = top_eigs(DenseOperator(A, is_symmetric=True), 1, v0=Q[:, 1], v0_noise=1.0, tol=1e-3)
+    assert float(crossed.values[0]) == pytest.approx(10.0, rel=1e-4)
     # float32: default tolerance 1e-4
-    r32 = lanczos_top_eig(DenseOperator(A.float(), is_symmetric=True))
-    assert r32.value == pytest.approx(10.0, rel=1e-4) and r32.vector.dtype == torch.float32
+    r32 = top_eigs(DenseOperator(A.float(), is_symmetric=True), 1)
+    assert float(r32.values[0]) == pytest.approx(10.0, rel=1e-4) and r32.vectors.dtype == torch.float32
     with pytest.warns(RuntimeWarning, match="stopped after 3"):
-        short = lanczos_top_eig(DenseOperator(A, is_symmetric=True), max_matvecs=3)
-    assert short.num_matvecs == 3 and short.value <= 10.0 + 1e-9
-    with pytest.raises(ValueError, match="v0 must have 60"):
-        lanczos_top_eig(DenseOperator(A, is_symmetric=True), v0=torch.ones(5, dtype=F64))
-    with pytest.raises(ValueError, match="square"):
+        (short, _), short_info = top_eigs(DenseOperator(A, is_symmetric=True), 1, max_matvecs=3, return_info=True)
+    assert short_info["num_matvecs"] == 3 and float(short[0]) <= 10.0 + 1e-9
+
+
+def test_lanczos_top_eig_is_a_deprecated_wrapper_of_top_eigs():
+    values = torch.cat([torch.tensor([10.0, 8.0]), torch.linspace(-3.0, 6.0, 58, dtype=F64)])
+    A, Q = spectrum_matrix(values)
+    op = DenseOperator(A, is_symmetric=True)
+    with pytest.warns(DeprecationWarning, match="top_eigs"):
+        r = lanczos_top_eig(op, v0=Q[:, 0] + 0.1 * Q[:, 1], seed=2)
+    (value, vector), info = top_eigs(op, 1, v0=Q[:, 0] + 0.1 * Q[:, 1], v0_noise=1.0, seed=2, return_info=True)
+    assert r.value == float(value[0]) == pytest.approx(10.0, rel=1e-12)
+    assert torch.equal(r.vector, vector[0]) and r.num_matvecs == info["num_matvecs"] and r.residual <= 1e-9
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="v0 must have 60"):
+        lanczos_top_eig(op, v0=torch.ones(5, dtype=F64))
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="square"):
         lanczos_top_eig(DenseOperator(torch.ones(3, 4, dtype=F64)))
 
 

@@ -1,7 +1,8 @@
 """Matrix-free linear algebra on shaped tensors (knows nothing of networks).
 
 Operators: :class:`LinearOperator` and its concrete kinds; estimators: :func:`trace`,
-:func:`frobenius_norm`, :func:`alignment`, :func:`effective_rank`, :func:`top_eigs`,
+:func:`frobenius_norm`, :func:`alignment`, :func:`effective_rank` (and all of them at once for
+several operators: :func:`moments`), :func:`top_eigs`,
 :func:`svds`, :func:`spectral_density`.
 """
 
@@ -31,7 +32,7 @@ __all__ = [
 from gdlens.operators._common import Estimate
 from gdlens.operators.density import SpectralDensity, spectral_density
 from gdlens.operators.eigen import SVD, Eigs, svds, top_eigs
-from gdlens.operators.moments import alignment, effective_rank, frobenius_norm
+from gdlens.operators.moments import Moments, alignment, effective_rank, frobenius_norm, moments
 from gdlens.operators.partial import partial_effective_rank, partial_trace_samples
 from gdlens.operators.trace import trace
 
@@ -41,6 +42,8 @@ __all__ += [
     "frobenius_norm",
     "alignment",
     "effective_rank",
+    "moments",
+    "Moments",
     "partial_effective_rank",
     "partial_trace_samples",
     "top_eigs",

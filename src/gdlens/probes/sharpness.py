@@ -142,7 +142,7 @@ def hessian_operator(loss_fn: LossFn, params: Any, vectorize: bool = True, backe
 
 
 class TopEig(NamedTuple):
-    """The top eigenpair found by :func:`lanczos_top_eig`.
+    """The top eigenpair found by the deprecated :func:`lanczos_top_eig`.
 
     Attributes:
         value: the largest eigenvalue (a float).
@@ -164,71 +164,37 @@ def lanczos_top_eig(
     max_matvecs: int = 300,
     seed: int | torch.Generator = 0,
 ) -> TopEig:
-    """The largest eigenvalue of a symmetric operator by single-vector Lanczos, warm-startable.
+    """Deprecated: the largest eigenpair, warm-startable — now ``top_eigs(A, 1, v0=v0,
+    v0_noise=1.0, ...)`` (:func:`gdlens.operators.top_eigs`, the package's one eigensolver).
 
-    Lanczos (full reorthogonalisation) from ``v0/‖v0‖`` plus a random unit vector of equal weight
-    (a random start without ``v0``), stopped when the top Ritz pair's residual
-    ``‖A x − θ x‖ = β_j |s_j|`` is at most ``tol · max_i |θ_i|`` (default tolerance 1e-9 in
-    float64, 1e-4 in float32). The eigenvalue error is then at most ``tol·|λ|_max`` and
-    typically ``(tol·|λ|_max)²/gap``. One product per iteration, no batching. Along a training
-    run, start each measurement from the previous eigenvector (``v0``): when the top eigenvector
-    has moved little this typically halves the products (:class:`~gdlens.probes.SharpnessProbe`
-    does). The random half of the start keeps that safe: a warm start that is (close to) an
-    eigenvector of a lower eigenvalue — after the top two have crossed — cannot stop the
-    iteration early on it, since the residual of the random part is large. For several
-    eigenpairs or batched products use :func:`gdlens.operators.top_eigs`.
+    The warm start keeps this function's old convention: ``v0/‖v0‖`` plus a random unit vector
+    of equal weight (``v0_noise=1.0``), so that a v0 that is (close to) the eigenvector of a lower
+    eigenvalue — after the top two have crossed — cannot stop the iteration early on it. ``tol``
+    is the relative residual ``‖A x − θ x‖ ≤ tol · max_i |θ_i|`` (default 1e-9 in float64, 1e-4 in
+    float32); v0 may have any shape with the operator's number of entries.
 
     Returns:
         :class:`TopEig` ``(value, vector, num_matvecs, residual)``; with a RuntimeWarning when
         ``max_matvecs`` ran out first.
     """
+    warnings.warn(
+        "lanczos_top_eig is deprecated: use gdlens.operators.top_eigs(A, 1, v0=v0, v0_noise=1.0) "
+        "(values[0], vectors[0] and, with return_info=True, num_matvecs and residuals)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     if not A.is_square:
         raise ValueError(f"lanczos_top_eig needs a square operator, got {A.shape_in} -> {A.shape_out}")
-    n = A.size_in
-    tol = (1e-9 if A.dtype == torch.float64 else 1e-4) if tol is None else tol
     if max_matvecs < 1:
         raise ValueError(f"max_matvecs must be positive, got {max_matvecs}")
-    gen = seed if isinstance(seed, torch.Generator) else torch.Generator(device=A.device).manual_seed(seed)
-    noise = torch.randn(n, generator=gen, dtype=A.dtype, device=A.device)
-    start = noise / noise.norm()
     if v0 is not None:
-        v = v0.detach().reshape(-1).to(dtype=A.dtype, device=A.device)
-        if v.numel() != n:
-            raise ValueError(f"v0 must have {n} entries (the operator's input size), got {v0.numel()}")
-        if float(v.norm()) > 0:
-            start = v / v.norm() + start  # equal parts: warm, yet every direction is present
-    steps = min(max_matvecs, n)
-    Q = torch.zeros(steps + 1, n, dtype=A.dtype, device=A.device)
-    Q[0] = start / start.norm()
-    alphas: list[float] = []
-    betas: list[float] = []
-    with torch.no_grad():
-        for j in range(steps):
-            w = A.matmat(Q[j : j + 1].reshape(1, *A.shape_in)).reshape(-1)
-            alphas.append(float(Q[j] @ w))
-            for _ in range(2):  # full reorthogonalisation, twice
-                w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-            beta = float(w.norm())
-            T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-            if betas:
-                off = torch.tensor(betas, dtype=torch.float64)
-                T = T + torch.diag(off, 1) + torch.diag(off, -1)
-            theta, S = torch.linalg.eigh(T)
-            scale = max(float(theta.abs().max()), torch.finfo(A.dtype).tiny)
-            residual = beta * abs(float(S[-1, -1])) / scale
-            if residual <= tol or beta <= torch.finfo(A.dtype).eps * scale or j + 1 == steps:
-                break
-            betas.append(beta)
-            Q[j + 1] = w / beta
-    if residual > tol and steps < n:
-        warnings.warn(
-            f"lanczos_top_eig stopped after {j + 1} matvecs with residual {residual:.2e} (tol {tol:.1e})",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    x = Q[: j + 1].T @ S[:, -1].to(A.dtype)
-    x = x / x.norm()
-    return TopEig(float(theta[-1]), x.reshape(A.shape_in), j + 1, residual)
+        if v0.numel() != A.size_in:
+            raise ValueError(f"v0 must have {A.size_in} entries (the operator's input size), got {v0.numel()}")
+        v0 = v0.detach().reshape(A.shape_in) if float(v0.norm()) > 0 else None
+    (values, vectors), info = top_eigs(
+        A, 1, v0=v0, v0_noise=1.0, tol=tol, max_matvecs=max_matvecs, seed=seed, return_info=True
+    )
+    return TopEig(float(values[0]), vectors[0], info["num_matvecs"], float(info["residuals"][0]))
 
 
 def top_hessian_eig(
@@ -250,10 +216,9 @@ def top_hessian_eig(
     arXiv 2103.00065; ``"magnitude"`` or ``"smallest"`` for negative curvature). Computed with
     :func:`gdlens.operators.top_eigs` on :func:`hessian_operator`; the residual tolerance
     ``tol`` (relative, default 1e-9 in float64) bounds the eigenvalue error by about
-    ``(tol·|λ|_max)² / gap``. ``block_size`` (vectors per batched Hessian–vector call, default
-    that of ``top_eigs``: k + 1 on CPU, ``max(2k, 8)`` elsewhere) and ``max_matvecs`` (a budget) go to ``top_eigs``; a small block (1 or 2)
-    spends fewer products on a well-separated top eigenvalue, which is what a probe run during
-    training wants.
+    ``(tol·|λ|_max)² / gap``. ``block_size`` (vectors per batched Hessian–vector call; default
+    that of ``top_eigs``: on CPU 1 for k = 1 and 2 otherwise, ``max(2k, 8)`` on accelerators) and
+    ``max_matvecs`` (a budget) go to ``top_eigs``.
 
     Returns:
         ``(k,)`` eigenvalues (``float(top_hessian_eig(...))`` for k = 1), or with

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gdlens.operators import DiagonalOperator
+from gdlens.operators import DiagonalOperator, top_eigs
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule, forward
 from gdlens.probes.condensation import CLUSTER_METHODS, orientation_clusters, orientation_similarity
 from gdlens.probes.frequency import error_by_frequency, spectral_peaks
@@ -51,7 +51,6 @@ from gdlens.probes.sharpness import (
     adam_preconditioner,
     directional_curvature,
     hessian_operator,
-    lanczos_top_eig,
     spike_warning,
     stability_threshold,
 )
@@ -484,7 +483,7 @@ class SharpnessProbe:
       :func:`~gdlens.probes.sharpness.spike_warning`);
     - other optimizers: ``lambda_max`` and ``directional_curvature`` only (no threshold).
 
-    The eigenvalues come from :func:`~gdlens.probes.sharpness.lanczos_top_eig` on
+    The eigenvalues come from :func:`~gdlens.operators.top_eigs` (``k = 1``, ``v0_noise=1.0``) on
     :func:`~gdlens.probes.sharpness.hessian_operator` (``backend="autograd"`` by default: one
     gradient graph per call, each Hessian–vector product one backward pass through it), started
     from the eigenvector of the previous call (kept on the probe), to relative residual ``tol``:
@@ -530,8 +529,11 @@ class SharpnessProbe:
         return lambda m: data.loss_value(forward(m, data.x)[0])
 
     def _top(self, A: Any, previous: Tensor | None) -> TopEig:
-        v0 = previous if previous is not None and previous.numel() == A.size_in else None
-        return lanczos_top_eig(A, v0=v0, tol=self.tol, max_matvecs=self.max_matvecs, seed=self.seed)
+        v0 = previous.reshape(A.shape_in) if previous is not None and previous.numel() == A.size_in else None
+        (values, vectors), info = top_eigs(
+            A, 1, v0=v0, v0_noise=1.0, tol=self.tol, max_matvecs=self.max_matvecs, seed=self.seed, return_info=True
+        )
+        return TopEig(float(values[0]), vectors[0], info["num_matvecs"], float(info["residuals"][0]))
 
     def compute(self, ctx: ProbeContext) -> dict[str, float]:
         loss_fn = self._loss(ctx)
