@@ -44,6 +44,12 @@ def run_demo(
                   name=f"demo-g{g}", config={"g": g, "hidden": hidden}, sweep=sweep, progress=progress)
         )
     _print_summary(scales, results, store)
+    try:
+        import matplotlib  # noqa: F401  - the report's figures
+        import pandas  # noqa: F401  - the report's tables
+    except ImportError as err:  # the core install: training and the summary work, the HTML report needs the extra
+        print(f"report: skipped ({err.name} is missing): pip install 'gdlens[cli]' for the HTML report")
+        return results
     path = write_report(store, Path(store) / f"{sweep}.html", name=sweep)
     print(f"report: {Path(path).resolve()}")
     return results

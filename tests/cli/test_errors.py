@@ -46,7 +46,6 @@ CASES = [
     ("sweep-malformed-yaml", "sweep {tmp}/malformed.yaml --store {tmp}/s", "malformed.yaml", ()),
     ("sweep-missing-dask", "sweep {tmp}/ok.yaml --backend dask --store {tmp}/s", "pip install 'gdlens[dask]'",
      ("dask",)),
-    ("demo-missing-cli-extra", "demo --store {tmp}/d --no-progress", "pip install 'gdlens[cli]'", ("matplotlib",)),
     ("report-missing-cli-extra", "report s1run0 -o {tmp}/r.html --store {store}", "pip install 'gdlens[cli]'",
      ("pandas",)),
     ("sweep-missing-cli-extra", "sweep {tmp}/ok.yaml --store {tmp}/s", "pip install 'gdlens[cli]'", ("yaml",)),
