@@ -270,7 +270,7 @@ class KPFlow:
         P, K = self.P, self.K
         lin = self._linearisation
         if isinstance(lin, LayeredLinearisation) and lin.is_layered:  # G = (P M) diag(K^ℓ) (P M)ᵀ: M folded into P's steps
-            P, K = InjectedPropagator(lin), FactoredKernel(lin, list(self.theta), compose=False)
+            P, K = InjectedPropagator(lin), self.K.uncomposed()
         G = ComposedOperator([P, K, P.T], is_symmetric=True)
         J = K.gram_factor
         if J is not None:  # G = (P J)(P J)ᵀ: spectral routines may work in parameter space

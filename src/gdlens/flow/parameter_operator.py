@@ -27,6 +27,7 @@ Two implementations:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -85,9 +86,6 @@ class FactoredKernel(LinearOperator):
         linearisation: the :class:`~gdlens.flow.linearisation.LayeredLinearisation`.
         names: the θ names S (every parameter of the layers, and ``z0``, when None). ``z0``
             contributes nothing when z_0 is a constant passed by the user.
-        compose: apply the within-step composition M of a stack (K_S = M diag(K^ℓ_S) Mᵀ, the
-            parameter operator); False gives diag(K^ℓ_S) alone, the kernel between the
-            :class:`~gdlens.flow.propagator.InjectedPropagator` P M and its adjoint in G.
     """
 
     #: on CPU, probes are processed in chunks whose (B·T, G·H) intermediates stay within this
@@ -95,9 +93,7 @@ class FactoredKernel(LinearOperator):
     #: B·T = 1600, H = 64 and 256); on other devices all k probes go in one chunk
     CPU_CHUNK_BYTES = 2 * 2**20
 
-    def __init__(
-        self, linearisation: LayeredLinearisation, names: Sequence[str] | None = None, *, compose: bool = True
-    ) -> None:
+    def __init__(self, linearisation: LayeredLinearisation, names: Sequence[str] | None = None) -> None:
         lin = self.linearisation = linearisation
         known = lin.theta_names()
         self.names = known if names is None else list(names)
@@ -120,9 +116,22 @@ class FactoredKernel(LinearOperator):
             U = torch.cat(cols, dim=-1).reshape(B * T, -1)
             self._blocks.append((ell, site, U, [(n, c.shape[-1]) for (n, _), c in zip(members, cols)]))
         self._with_z0 = "z0" in self.names and lin.z0_learnable
-        self._layered = compose and lin.is_layered
-        # J_{z0} δ = D_1 δ = M_1 Rec_1 δ: without M, z0 injects Rec_1 δ at t = 1
-        self._z0_d, self._z0_dT = (lin.d, lin.dT) if compose or not lin.is_layered else (lin.rec, lin.rec_T)
+        self._layered = lin.is_layered
+        self._z0_d, self._z0_dT = lin.d, lin.dT  # J_{z0} δ = D_1 δ at t = 1
+
+    def uncomposed(self) -> FactoredKernel:
+        """diag_ℓ(K^ℓ_S), K_S without the within-step composition M (the kernel between the
+        :class:`~gdlens.flow.propagator.InjectedPropagator` P M and its adjoint in G), sharing
+        this kernel's column blocks U; self when there is one layer (M = I). Without M, z0
+        injects Rec_1 δ at t = 1 instead of D_1 δ = M_1 Rec_1 δ."""
+        lin = self.linearisation
+        if not self._layered:
+            return self
+        other = copy.copy(self)
+        other.__dict__.pop("gram_factor", None)  # a cached factor would still compose M
+        other._layered = False
+        other._z0_d, other._z0_dT = lin.rec, lin.rec_T
+        return other
 
     def _chunk(self, k: int, V: Tensor) -> int:
         if V.device.type != "cpu":
@@ -137,12 +146,27 @@ class FactoredKernel(LinearOperator):
         parts = lin.split(V)
         return lin.within_T(slice(None), parts) if self._layered else parts
 
-    def _block_rows(self, ell: int, site: str, U: Tensor, W: Tensor) -> Tensor:
-        """g = Uᵀ (Aᵀ w): (c, m, G·H), the rows J_Wᵀ v of the block's stacked [W | b] for each
-        of the c probes of the layer cotangents W (c, B, T, S_ℓ)."""
-        c, B, T = W.shape[:3]
-        w = self.linearisation.layers[ell].lift(site, slice(None), W).reshape(c, B * T, -1)
-        return U.T @ w
+    def _blocks_rows(self, V: Tensor) -> list[Tensor]:
+        """g = Uᵀ (Aᵀ (Mᵀ v)) per block, (c, m, G·H) each: the rows J_Wᵀ v of the block's
+        stacked [W | b] for each of the c probes of V (c, B, T, S)."""
+        c, B, T = V.shape[:3]
+        W = self._cotangents(V)
+        layers = self.linearisation.layers
+        return [U.T @ layers[ell].lift(site, slice(None), W[ell]).reshape(c, B * T, -1) for ell, site, U, _ in self._blocks]
+
+    def _blocks_apply(self, pieces: Sequence[Tensor], like: Tensor) -> Tensor:
+        """M (Σ_blocks A (U g)) for the per-block pieces g (c, m, G·H), shaped like ``like``."""
+        lin = self.linearisation
+        c, B, T = like.shape[:3]
+        R: list[Tensor | None] = [None] * len(lin.layers)
+        for (ell, site, U, _), g in zip(self._blocks, pieces):
+            part = lin.layers[ell].lower(site, slice(None), (U @ g).reshape(c, B, T, -1))
+            R[ell] = part if R[ell] is None else R[ell] + part
+        if self._layered:
+            R = lin.within(slice(None), R)
+        if all(r is None for r in R):
+            return torch.zeros_like(like)
+        return lin.join(R, like)
 
     def _z0_rows(self, V: Tensor) -> Tensor:
         """J_{z0}ᵀ v = Σ_b D_{b,1}ᵀ v_{b,1}: V (k, B, T, S) -> (k, S)."""
@@ -154,25 +178,8 @@ class FactoredKernel(LinearOperator):
         out[:, :, 0] += self._z0_d(0, g0.unsqueeze(1).expand(k, B, S))
         return out
 
-    def _from_layers(self, R: list[Tensor | None], like: Tensor) -> Tensor:
-        lin = self.linearisation
-        if self._layered:
-            R = lin.within(slice(None), R)
-        if all(r is None for r in R):
-            return torch.zeros_like(like)
-        return lin.join(R, like)
-
     def _blocks_matmat(self, X: Tensor) -> Tensor:
-        lin = self.linearisation
-        c, B, T, _ = X.shape
-        W = self._cotangents(X)
-        R: list[Tensor | None] = [None] * len(lin.layers)
-        for ell, site, U, _ in self._blocks:
-            g = self._block_rows(ell, site, U, W[ell])
-            back = (U @ g).reshape(c, B, T, -1)  # U Uᵀ Aᵀ v: (c, B, T, G·H)
-            part = lin.layers[ell].lower(site, slice(None), back)
-            R[ell] = part if R[ell] is None else R[ell] + part
-        return self._from_layers(R, X)
+        return self._blocks_apply(self._blocks_rows(X), X)
 
     def _matmat(self, X: Tensor) -> Tensor:
         k = X.shape[0]
@@ -189,28 +196,14 @@ class FactoredKernel(LinearOperator):
 
     def _flat_rows(self, V: Tensor) -> list[Tensor]:
         """Jᵀ v per block ((k, m, G·H) each) and for a learnable z0 ((k, S))."""
-        W = self._cotangents(V)
-        out = [self._block_rows(ell, site, U, W[ell]) for ell, site, U, _ in self._blocks]
-        if self._with_z0:
-            out.append(self._z0_rows(V))
-        return out
+        return self._blocks_rows(V) + ([self._z0_rows(V)] if self._with_z0 else [])
 
     def _flat_apply(self, pieces: Sequence[Tensor]) -> Tensor:
         """J dθ for the pieces laid out as in :meth:`_flat_rows`."""
-        lin = self.linearisation
-        pieces = list(pieces)
         k = pieces[0].shape[0]
-        B, T, S = self.shape_out
-        like = torch.empty(k, B, T, S, dtype=self.dtype, device=self.device)  # shape only
-        R: list[Tensor | None] = [None] * len(lin.layers)
-        for ell, site, U, _ in self._blocks:
-            back = (U @ pieces.pop(0)).reshape(k, B, T, -1)
-            part = lin.layers[ell].lower(site, slice(None), back)
-            R[ell] = part if R[ell] is None else R[ell] + part
-        out = self._from_layers(R, like)
-        if self._with_z0:
-            out = self._add_z0(out, pieces.pop(0))
-        return out
+        like = torch.empty(k, *self.shape_out, dtype=self.dtype, device=self.device)  # shape only
+        out = self._blocks_apply(pieces[: len(self._blocks)], like)
+        return self._add_z0(out, pieces[-1]) if self._with_z0 else out
 
     @cached_property
     def gram_factor(self) -> LinearOperator | None:  # type: ignore[override]
@@ -226,9 +219,8 @@ class FactoredKernel(LinearOperator):
         """``J_Sᵀ v`` for each of the k rows of V (k, B, T, S): {name: (k, *θ[name].shape)}
         (the gradient of ⟨v, F(θ)⟩; zeros for ``z0`` with a constant z_0)."""
         out: dict[str, Tensor] = {}
-        W = self._cotangents(V)
-        for ell, site, U, members in self._blocks:
-            g = self._block_rows(ell, site, U, W[ell]).transpose(1, 2)  # (k, G·H, m)
+        for (_, _, _, members), g in zip(self._blocks, self._blocks_rows(V)):
+            g = g.transpose(1, 2)  # (k, G·H, m)
             start = 0
             for name, width in members:
                 piece = g[..., start : start + width]
