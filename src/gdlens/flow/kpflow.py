@@ -206,7 +206,7 @@ class KPFlow:
         gen = torch.Generator(device=self.hidden.device).manual_seed(0)
         probe = torch.randn(self.hidden.shape, generator=gen, dtype=self.hidden.dtype, device=self.hidden.device)
         if self._closed_form is not None:
-            rows = self._closed_kernel(list(self.theta)).rows(probe.unsqueeze(0))
+            rows = self.K.rows(probe.unsqueeze(0))  # the closed-form K, built once and kept
         else:
             rows = self._jacobian.vjp(probe.unsqueeze(0))
         if all(bool((r == 0).all()) for r in rows.values()):
