@@ -9,6 +9,7 @@ import torch
 
 import gdlens as gd
 from gdlens.probes import MetricsProbe, ParameterNormProbe, Schedule
+from gdlens.train.recorder import ProbeError
 
 
 def _model() -> torch.nn.Module:
@@ -53,3 +54,65 @@ def test_steps_past_the_horizon_warn_once_and_record_nothing():
     assert [s for s, _ in recorder.history["param_norm/total"]] == [0, 1, 2, 3]
     recorder.step(9, model=model, force=True)
     assert recorder.history["param_norm/total"][-1][0] == 9
+
+
+class _CountingProbe:
+    """A stateful probe: its state counts its calls and remembers the first parameter norm."""
+
+    name = "counting"
+    schedule = Schedule(every=1)
+
+    def init(self, ctx):
+        return {"calls": 0, "first": float(ctx.model.weight.detach().norm())}
+
+    def compute(self, ctx, state):
+        state = {**state, "calls": state["calls"] + 1}
+        return {"calls": state["calls"], "drift": float(ctx.model.weight.detach().norm()) - state["first"]}, state
+
+
+class _FailingProbe:
+    name = "failing"
+    schedule = Schedule(every=1)
+
+    def compute(self, ctx):
+        raise RuntimeError("boom")
+
+
+def test_the_recorder_owns_probe_states_so_one_probe_serves_two_runs():
+    probe = _CountingProbe()
+    a, b = gd.Recorder([probe]), gd.Recorder([probe])
+    m1, m2 = _model(), torch.nn.Linear(2, 2)
+    for step in range(3):
+        a.step(step, model=m1)
+    b.step(0, model=m2)
+    assert a.last("counting/calls") == 3 and b.last("counting/calls") == 1
+    assert b.last("counting/drift") == 0.0  # measured against run 2's own first step, not run 1's
+    c = gd.Recorder([probe])
+    c.load_state(a.state())
+    c.step(3, model=m1)
+    assert c.last("counting/calls") == 4
+
+
+def test_a_failing_probe_keeps_the_other_values_and_names_itself():
+    recorder = gd.Recorder([ParameterNormProbe(schedule=1), _FailingProbe()])
+    with pytest.raises(ProbeError, match=r"probe 'failing' failed at step 0: RuntimeError: boom"):
+        recorder.step(0, model=_model())
+    assert "param_norm/total" in recorder.history
+
+
+def test_a_failing_probe_in_train_marks_the_run_failed_with_the_others_recorded(tmp_path):
+    store = gd.open_store(tmp_path / "s.db")
+    with pytest.raises(ProbeError):
+        gd.train(_model(), "teacher_student", steps=3, store=store,
+                 probes=[ParameterNormProbe(schedule=1), _FailingProbe()])
+    runs = store.runs()
+    run = store.run(runs["id"].iloc[0])
+    assert run.status == "failed"
+    assert "param_norm/total" in run.metrics(as_frame=False)
+
+
+def test_probe_declarations_reach_the_run_summary(tmp_path):
+    store = gd.open_store(tmp_path / "s.db")
+    result = gd.train(torch.nn.Linear(10, 1), "teacher_student", steps=2, store=store, probes=[ParameterNormProbe(schedule=1)])
+    declared = result.run.summary["probes"]
+    assert set(declared) == {"param_norm"} and declared["param_norm"]["type"] == "ParameterNormProbe"

@@ -1,15 +1,27 @@
 """The ``Probe`` protocol and its schedules.
 
-A probe is a named measurement taken during training on a schedule::
+A probe is a named measurement taken during training on a schedule. What it carries from one
+call to the next (a first kernel, warm-start vectors, a fixed grid) is a *state* that the probe
+creates and returns but does not keep (optax's ``init``/``update`` split)::
 
     class Probe(Protocol):
         name: str
         schedule: Schedule
-        def compute(self, ctx: ProbeContext) -> Mapping[str, float | Tensor | np.ndarray]
+        def init(self, ctx: ProbeContext) -> State
+        def compute(self, ctx: ProbeContext, state: State) -> tuple[Mapping[str, Value], State]
+
+The :class:`~gdlens.train.Recorder` owns the states: it calls ``init`` at the probe's first
+scheduled step, passes the state to every ``compute`` and keeps what comes back, and saves the
+states in checkpoints. One probe object can therefore serve any number of runs, in turn or at
+once. A state is ``None`` or tensors, numbers, strings and containers of them (checkpoints are
+loaded with ``weights_only=True``).
+
+A probe that carries nothing may define ``compute(ctx) -> Mapping`` alone
+(:class:`StatelessProbe`); :func:`init_state` and :func:`compute_values` run either kind.
 
 Scalars are stored as metrics named ``"<probe>/<key>"``; tensors and arrays as arrays of the
-same name. A :class:`~gdlens.train.Recorder` runs probes from gdlens' training loop or from
-a user's own loop. Each probe is a thin wrapper around pure functions of the other
+same name. A probe may declare what its keys mean and how to draw them (``metric_specs``,
+``panels``: :mod:`gdlens.probes.spec`). Each probe's ``compute`` only calls pure functions of the
 ``gdlens.probes`` modules.
 """
 
@@ -25,7 +37,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Probe", "ProbeContext", "Schedule", "as_schedule", "forward", "probe_state", "load_probe_state"]
+from gdlens.probes.plumbing import forward
+
+__all__ = [
+    "Probe",
+    "StatelessProbe",
+    "ProbeContext",
+    "Schedule",
+    "as_schedule",
+    "forward",
+    "is_probe",
+    "init_state",
+    "compute_values",
+    "probe_state",
+    "load_probe_state",
+]
 
 
 @dataclass(frozen=True)
@@ -100,16 +126,59 @@ class ProbeContext:
 
 @runtime_checkable
 class Probe(Protocol):
-    """A named measurement on a schedule (see the module docstring)."""
+    """A named measurement on a schedule whose state lives outside it (module docstring)."""
 
     name: str
     schedule: Schedule
 
-    def compute(self, ctx: ProbeContext) -> Mapping[str, float | Tensor | np.ndarray]: ...
+    def init(self, ctx: ProbeContext) -> Any: ...
+
+    def compute(self, ctx: ProbeContext, state: Any) -> tuple[Mapping[str, Any], Any]: ...
+
+
+@runtime_checkable
+class StatelessProbe(Protocol):
+    """A probe that carries nothing between calls: ``compute(ctx) -> values``."""
+
+    name: str
+    schedule: Schedule
+
+    def compute(self, ctx: ProbeContext) -> Mapping[str, Any]: ...
+
+
+def is_probe(obj: Any) -> bool:
+    """Whether ``obj`` is a :class:`Probe` or a :class:`StatelessProbe` (a ``name``, a
+    ``schedule`` and a ``compute``)."""
+    return isinstance(obj, StatelessProbe)
+
+
+def _stateful(probe: Any) -> bool:
+    return callable(getattr(probe, "init", None))
+
+
+def init_state(probe: Any, ctx: ProbeContext) -> Any:
+    """``probe.init(ctx)`` for a :class:`Probe`; None for a :class:`StatelessProbe`."""
+    return probe.init(ctx) if _stateful(probe) else None
+
+
+def compute_values(probe: Any, ctx: ProbeContext, state: Any) -> tuple[Mapping[str, Any], Any]:
+    """``(values, new state)`` of one call of either kind of probe."""
+    if _stateful(probe):
+        out = probe.compute(ctx, state)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Mapping)):
+            raise TypeError(
+                f"probe {probe.name!r}: compute(ctx, state) must return (values, state), got {type(out).__name__}"
+            )
+        return out
+    values = probe.compute(ctx)
+    if not isinstance(values, Mapping):
+        raise TypeError(f"probe {probe.name!r}: compute(ctx) must return a mapping, got {type(values).__name__}")
+    return values, state
 
 
 def probe_state(probe: Any) -> dict[str, Any] | None:
-    """What a probe carries from one call to the next, for checkpoints: ``probe.state_dict()``
+    """For a :class:`StatelessProbe` that nevertheless keeps state on itself (a user's probe
+    written before the ``init``/``compute(ctx, state)`` split): what it carries from one call to the next, for checkpoints: ``probe.state_dict()``
     when it defines one; for a dataclass probe, its fields declared with ``init=False`` (the
     warm-start vectors, first kernels, fixed grids and observation logs of the built-in
     probes); None for a stateless probe. Values must be tensors, numbers, strings or
@@ -129,12 +198,3 @@ def load_probe_state(probe: Any, state: Mapping[str, Any]) -> None:
         return
     for key, value in state.items():
         setattr(probe, key, value)
-
-
-def forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
-    """``(y, z)`` from a model whose forward returns ``y`` or ``(y, z)`` (gdlens' state-space
-    models return the hidden states z (B, T, H) second)."""
-    out = model(x)
-    if isinstance(out, tuple):
-        return out[0], (out[1] if len(out) > 1 else None)
-    return out, None

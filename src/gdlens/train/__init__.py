@@ -2,7 +2,7 @@
 :class:`Recorder` that runs probes on a schedule (also inside a user's own loop)."""
 
 from gdlens.train.loop import TrainResult, make_optimizer, train
-from gdlens.train.recorder import Recorder
+from gdlens.train.recorder import ProbeError, Recorder
 from gdlens.train.resumption import resume
 
-__all__ = ["train", "resume", "TrainResult", "Recorder", "make_optimizer"]
+__all__ = ["train", "resume", "TrainResult", "Recorder", "ProbeError", "make_optimizer"]

@@ -9,6 +9,14 @@ It works inside gdlens' :func:`~gdlens.train.train` and inside a user's own loop
 
 Scalars go to the run's metrics as ``"<probe>/<key>"`` and to :attr:`Recorder.history`;
 tensors and arrays go to the run's arrays (and are kept in history as numpy arrays).
+
+The Recorder owns the probes' states (:mod:`gdlens.probes.base`): it calls ``probe.init`` at the
+probe's first scheduled step, threads the state through ``compute`` and saves it in checkpoints,
+so the same probe objects can serve several Recorders. It writes each probe's declaration
+(:func:`gdlens.probes.spec.describe`: what its keys mean, how to draw them) into the run's summary
+under ``"probes"``, which the report reads. A probe that raises does not lose the other probes'
+values at that step: they are recorded first, then a :class:`ProbeError` naming the probe is
+raised.
 """
 
 from __future__ import annotations
@@ -23,9 +31,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from gdlens.probes.base import Probe, ProbeContext, load_probe_state, probe_state
+from gdlens.probes.base import (
+    Probe,
+    ProbeContext,
+    compute_values,
+    init_state,
+    is_probe,
+    load_probe_state,
+    probe_state,
+)
+from gdlens.probes.spec import describe
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "ProbeError"]
+
+
+class ProbeError(RuntimeError):
+    """A probe raised at a step; the other probes' values of that step were recorded first.
+    ``probe`` is its name, ``step`` the step, ``__cause__`` the original exception."""
+
+    def __init__(self, probe: str, step: int, error: BaseException) -> None:
+        super().__init__(f"probe {probe!r} failed at step {step}: {type(error).__name__}: {error}")
+        self.probe = probe
+        self.step = step
 
 
 class Recorder:
@@ -44,8 +71,11 @@ class Recorder:
 
     def __init__(self, probes: Sequence[Probe], run=None, total_steps: int | None = None) -> None:
         for p in probes:
-            if not isinstance(p, Probe):
-                raise TypeError(f"{p!r} does not follow the Probe protocol (name, schedule, compute(ctx))")
+            if not is_probe(p):
+                raise TypeError(
+                    f"{p!r} does not follow the Probe protocol (name, schedule, init(ctx) and compute(ctx, state), "
+                    f"or compute(ctx) alone for a probe without state)"
+                )
         names = [p.name for p in probes]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
@@ -67,6 +97,9 @@ class Recorder:
         self.history: dict[str, list[tuple[int, Any]]] = {}
         self.initial_params: dict[str, torch.Tensor] = {}
         self.seconds: dict[str, float] = {p.name: 0.0 for p in probes}
+        self.states: dict[str, Any] = {}
+        self._initialised: set[str] = set()
+        self._described_run: Any = None
         self._due = {p.name: (p.schedule.steps(total_steps) if total_steps is not None else None) for p in probes}
 
     def is_due(self, probe: Probe, step: int) -> bool:
@@ -104,10 +137,21 @@ class Recorder:
         ctx = ProbeContext(step, model, batch, eval_data, optimizer, self.initial_params, loss_fn, extra)
         recorded: dict[str, Any] = {}
         scalars: dict[str, float] = {}
+        failure: ProbeError | None = None
         for probe in due:
             t0 = time.perf_counter()
-            values = probe.compute(ctx)
-            self.seconds[probe.name] += time.perf_counter() - t0
+            try:
+                if probe.name not in self._initialised:
+                    self.states[probe.name] = init_state(probe, ctx)
+                    self._initialised.add(probe.name)
+                values, self.states[probe.name] = compute_values(probe, ctx, self.states[probe.name])
+            except Exception as exc:  # the others' values of this step are still recorded
+                if failure is None:
+                    failure = ProbeError(probe.name, step, exc)
+                    failure.__cause__ = exc
+                continue
+            finally:
+                self.seconds[probe.name] += time.perf_counter() - t0
             for key, value in values.items():
                 name = f"{probe.name}/{key}"
                 if isinstance(value, (torch.Tensor, np.ndarray)) and np.ndim(value) > 0:
@@ -123,7 +167,21 @@ class Recorder:
                     recorded[name] = v
         if scalars and self.run is not None:
             self.run.log(step, scalars)
+        self._describe()
+        if failure is not None:
+            raise failure
         return recorded
+
+    def declarations(self) -> dict[str, dict[str, Any]]:
+        """``{probe name: describe(probe)}``: what each probe's keys mean and how to draw them."""
+        return {p.name: describe(p) for p in self.probes}
+
+    def _describe(self) -> None:
+        """Write :meth:`declarations` into the run's summary once per run."""
+        if self.run is None or self._described_run is self.run:
+            return
+        self.run.update_summary({"probes": self.declarations()})
+        self._described_run = self.run
 
     @property
     def total_seconds(self) -> float:
@@ -138,19 +196,30 @@ class Recorder:
         return np.array(steps), np.array(values, dtype=float)
 
     def state(self) -> dict[str, Any]:
-        """What the probes carry between calls (:func:`gdlens.probes.base.probe_state`), by
-        probe name, for a checkpoint."""
-        out = {}
+        """What the probes carry between calls, by probe name, for a checkpoint: the states
+        this Recorder holds, and for a stateless probe that keeps state on itself
+        :func:`gdlens.probes.base.probe_state`."""
+        out: dict[str, Any] = {}
         for p in self.probes:
-            st = probe_state(p)
-            if st is not None:
-                out[p.name] = st
+            if p.name in self._initialised and callable(getattr(p, "init", None)):
+                out[p.name] = {"state": self.states[p.name]}
+            else:
+                st = probe_state(p)
+                if st is not None:
+                    out[p.name] = st
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state` (probes not in it are left as they are)."""
+        """Restore :meth:`state` (probes not in it start afresh at their next step)."""
         for p in self.probes:
-            if p.name in state:
+            if p.name not in state:
+                continue
+            if callable(getattr(p, "init", None)):
+                saved = state[p.name]
+                if isinstance(saved, dict) and set(saved) == {"state"}:
+                    self.states[p.name] = saved["state"]
+                    self._initialised.add(p.name)
+            else:
                 load_probe_state(p, state[p.name])
 
     def restore_history(self, run, before: int) -> None:
