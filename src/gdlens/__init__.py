@@ -11,7 +11,7 @@ their namespace at once).
 from gdlens import experiments, flow, models, operators, probes, report, store, sweep, tasks
 from gdlens.flow import KPFlow
 from gdlens.store import open_store
-from gdlens.train import Recorder, resume, train
+from gdlens.train import ProbeError, Recorder, resume, train
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "train",
     "resume",
     "Recorder",
+    "ProbeError",
     "open_store",
     "__version__",
 ]
