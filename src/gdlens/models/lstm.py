@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdlens.models._common import check_nonnegative, check_positive, fan_in_std, normal
+from gdlens.models._common import check_init, check_nonnegative, check_positive, recurrent_weights
 from gdlens.models.base import Params, StateSpaceModel
 from gdlens.models.cells import lstm_cell
 
@@ -29,11 +29,18 @@ class LSTM(StateSpaceModel):
 
     Args:
         input_size: I.  hidden_size: H (the LSTM width).  output_size: O.
-        g: scale of the recurrent weights at initialisation: every entry of ``weight_hh``
-           (all four gate blocks) ~ N(0, g²/H). ``weight_ih`` ~ N(0, 1/I); biases start at 0.
+        g: scale of the recurrent weights at initialisation (all four gate blocks of
+           ``weight_hh``; see ``init``).
         bias: whether ``bias_ih`` and ``bias_hh`` exist.
         learn_z0: make z_0 = (h_0, c_0), shape (2H,), a learnable parameter named ``"z0"``
            (initialised at zero).
+        init: the initialisation convention.
+
+           - ``"gdlens"`` (default): every entry of ``weight_hh`` ~ N(0, g²/H), ``weight_ih``
+             ~ N(0, 1/I); biases start at 0.
+           - ``"torch"``: nn.LSTM's own draws (every tensor U(−1/√H, 1/√H)), then ``weight_hh``
+             times g: g is then the paper's g of KPFlow (arXiv 2507.06381), and gdlens' g is
+             that g/√3 (:func:`gdlens.models._common.torch_recurrent_init` states both).
 
     Parameters (θ): ``weight_ih`` (4H, I), ``weight_hh`` (4H, H), ``bias_ih`` (4H,),
     ``bias_hh`` (4H,), ``z0`` (2H,).  Readout (φ): ``readout.weight`` (O, H), ``readout.bias`` (O,).
@@ -47,16 +54,17 @@ class LSTM(StateSpaceModel):
         g: float = 1.0,
         bias: bool = True,
         learn_z0: bool = False,
+        init: str = "gdlens",
     ) -> None:
         super().__init__()
         check_positive(hidden_size=hidden_size, output_size=output_size)
         check_nonnegative(input_size=input_size)
         self.input_size, self.state_size, self.output_size = input_size, 2 * hidden_size, output_size
         self.hidden_size = hidden_size
-        self.weight_ih = normal((4 * hidden_size, input_size), fan_in_std(input_size))
-        self.weight_hh = normal((4 * hidden_size, hidden_size), fan_in_std(hidden_size, g))
-        self.bias_ih = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None
-        self.bias_hh = nn.Parameter(torch.zeros(4 * hidden_size)) if bias else None
+        self.init = check_init(init)
+        self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh = recurrent_weights(
+            init, 4, input_size, hidden_size, bias, g
+        )
         self.z0 = nn.Parameter(torch.zeros(2 * hidden_size)) if learn_z0 else None
         self.readout = nn.Linear(hidden_size, output_size)
 
