@@ -9,11 +9,12 @@ Shapes (B trials, T steps, I inputs, O outputs, N samples):
 - static tasks (no time axis): ``x`` (N, I), ``target`` (N, O) float for ``"mse"``, or
   ``target`` (N,) long class labels for ``"cross_entropy"`` (``x`` may then be long tokens).
 
-The loss is gdlens' (docs/design.md, conventions): ``L = (1/B) Σ_b Σ_t m_bt ℓ(y_bt, target_bt)`` with
-``ℓ = ‖y − y*‖²`` (summed over outputs, no ½) for ``"mse"`` and the per-step cross-entropy for
-``"cross_entropy"``; ``m`` is the ``mask`` (all ones when ``mask`` is None). Without a time
-axis the Σ_t drops out. Outside the mask the ``target`` is still well defined (usually 0), so
-code that ignores the mask trains on a valid, stricter task.
+The loss is gdlens' (:mod:`gdlens.losses`; docs/design.md, conventions):
+``L = (1/B) Σ_b Σ_t m_bt ℓ(y_bt, target_bt)`` with ``ℓ = ‖y − y*‖²`` (summed over outputs, no ½)
+for ``"mse"`` and the per-step cross-entropy for ``"cross_entropy"``; ``m`` is the ``mask`` (all
+ones when ``mask`` is None). Without a time axis the Σ_t drops out. Outside the mask the
+``target`` is still well defined (usually 0), so code that ignores the mask trains on a valid,
+stricter task.
 
 Randomness: each generator draws from its own ``torch.Generator`` seeded by ``seed`` (an int,
 or a Generator that is then advanced); torch's global RNG is never touched. Continuous draws
@@ -32,11 +33,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gdlens.losses import LOSSES, loss_value  # noqa: F401  (the loss L; ``loss_value`` stays importable here)
+
 __all__ = ["TaskData", "SplitData", "Task", "MetricFn"]
 
 MetricFn = Callable[[Tensor, "TaskData"], dict[str, float]]
-
-LOSSES = ("mse", "cross_entropy")
 
 
 @dataclass
@@ -203,24 +204,7 @@ class Task:
         return self._probe().loss
 
 
-# ---------------------------------------------------------------------------- losses
-def loss_value(pred: Tensor, target: Tensor, loss: str, mask: Tensor | None = None) -> Tensor:
-    """``L = (1/B) Σ_{b,t} m_bt ℓ(pred_bt, target_bt)`` (no Σ_t without a time axis)."""
-    if loss == "mse":
-        if pred.shape != target.shape:
-            raise ValueError(f"pred has shape {tuple(pred.shape)}, the target {tuple(target.shape)}")
-        per_step = (pred - target.to(pred.dtype)).pow(2).sum(-1)
-    elif loss == "cross_entropy":
-        if pred.shape[:-1] != target.shape:
-            raise ValueError(f"logits of shape {tuple(pred.shape)} do not match class targets {tuple(target.shape)}")
-        per_step = -torch.log_softmax(pred, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    else:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if mask is not None:
-        per_step = per_step * mask.to(per_step.dtype)
-    return per_step.sum() / pred.shape[0]
-
-
+# ---------------------------------------------------------------------------- metrics
 def masked_mean(values: Tensor, mask: Tensor | None) -> float:
     """Mean of ``values`` over the entries where ``mask`` (broadcast from the left) is True."""
     if mask is None:
