@@ -34,6 +34,7 @@ from gdlens.operators.density import SpectralDensity, spectral_density
 from gdlens.operators.eigen import SVD, Eigs, svds, top_eigs
 from gdlens.operators.moments import Moments, alignment, effective_rank, frobenius_norm, moments
 from gdlens.operators.partial import partial_effective_rank, partial_trace_samples
+from gdlens.operators.participation import participation_ratio
 from gdlens.operators.trace import trace
 
 __all__ += [
@@ -46,6 +47,7 @@ __all__ += [
     "Moments",
     "partial_effective_rank",
     "partial_trace_samples",
+    "participation_ratio",
     "top_eigs",
     "svds",
     "Eigs",
