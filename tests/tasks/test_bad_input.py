@@ -29,7 +29,7 @@ CASES = [
     (flip_flop, dict(batch_size=4, dtype=torch.int64), r"dtype must be a real floating torch dtype"),
     (flip_flop, dict(batch_size=4, seed=-1), r"seed must be a non-negative int"),
     (flip_flop, dict(batch_size=4, seed=1.5), r"seed must be an int or a torch.Generator"),
-    (memory_pro, dict(batch_size=4, variant="go"), r"variant must be one of \('pro', 'anti', 'delay', 'delay_anti'\)"),
+    (memory_pro, dict(batch_size=4, variant="go"), r"variant must be one of \('DelayPro', 'DelayAnti', 'MemoryPro', 'MemoryAnti'\)"),
     (memory_pro, dict(batch_size=4, T_resp=0), r"T_resp must be an int >= 1"),
     (memory_pro, dict(batch_size=4, T_stim=0), r"T_stim must be an int >= 1"),
     (memory_pro, dict(batch_size=4, T_delay=-1), r"T_delay must be an int >= 0"),

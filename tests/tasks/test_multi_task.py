@@ -1,4 +1,5 @@
-"""multi_task: one-hot context matches task_ids, padding and mask, both channel layouts."""
+"""multi_task: one-hot context matches task_ids, padding and mask, both channel layouts; the cue
+shown in a context period only, with noise."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import torch
 from gdlens.tasks import get, multi_task
 
 MIX = [
-    ("memory_pro", {"variant": "pro", "T_delay": 5}),
-    ("memory_pro", {"variant": "anti", "T_delay": 5}),
+    ("memory_pro", {"variant": "DelayPro", "T_delay": 5}),
+    ("memory_pro", {"variant": "DelayAnti", "T_delay": 5}),
     ("flip_flop", {"T": 60, "bits": 2, "pulse_prob": 0.1}),
     ("context_integration", {"T_stim": 20, "T_resp": 5}),
 ]
@@ -64,15 +65,15 @@ def test_layout_context_and_padding(layout):
 def test_metric_per_component_and_labels():
     data = multi_task(MIX, 20, seed=0)
     assert data.info["labels"] == [
-        "memory_pro(T_delay=5, variant=pro)",
-        "memory_pro(T_delay=5, variant=anti)",
+        "memory_pro(T_delay=5, variant=DelayPro)",
+        "memory_pro(T_delay=5, variant=DelayAnti)",
         "flip_flop(T=60, bits=2, pulse_prob=0.1)",
         "context_integration(T_resp=5, T_stim=20)",
     ]
     m = data.metric(data.target)
     assert m["loss"] == 0.0
     assert m["flip_flop(T=60, bits=2, pulse_prob=0.1)/accuracy"] == 1.0
-    assert m["memory_pro(T_delay=5, variant=anti)/angle_error"] == 0.0
+    assert m["memory_pro(T_delay=5, variant=DelayAnti)/angle_error"] == 0.0
     assert m["context_integration(T_resp=5, T_stim=20)/accuracy"] == 1.0
     # duplicate components get distinct labels
     dup = multi_task(["flip_flop", "flip_flop"], 4, seed=0)
@@ -126,3 +127,37 @@ def test_metric_matches_the_components_and_survives_subsets():
     own = part.subset(torch.tensor(keep)).metric(pred[idx][data.task_ids[idx] == k][:, : part.x.shape[1], :3])
     for key, value in own.items():
         assert sub[f"{label}/{key}"] == pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
+def test_cue_only_in_the_context_period():
+    """cue_period=n: the one-hot is on for steps < min(n, T_k) and 0 after; nothing else changes."""
+    full = multi_task(MIX, 16, seed=4, dtype=torch.float64)
+    short = multi_task(MIX, 16, seed=4, dtype=torch.float64, cue_period=7)
+    K, n_in = len(MIX), full.x.shape[2] - len(MIX)
+    assert torch.equal(short.x[..., :n_in], full.x[..., :n_in]) and torch.equal(short.target, full.target)
+    assert torch.equal(short.task_ids, full.task_ids) and torch.equal(short.mask, full.mask)
+    onehot = torch.nn.functional.one_hot(short.task_ids, K).double()
+    assert torch.equal(short.x[:, :7, n_in:], onehot[:, None].expand(16, 7, K))
+    assert (short.x[:, 7:, n_in:] == 0).all()
+    assert short.info["cue_period"] == 7
+
+
+def test_cue_noise_on_trial_steps_only():
+    """N(0, σ²) on the cue channels within each trial, zero on padding; the same mix otherwise."""
+    sigma = 0.2
+    clean = multi_task(MIX, 200, seed=1, dtype=torch.float64, cue_period=5)
+    noisy = multi_task(MIX, 200, seed=1, dtype=torch.float64, cue_period=5, cue_noise=sigma)
+    n_in = clean.x.shape[2] - len(MIX)
+    assert torch.equal(noisy.x[..., :n_in], clean.x[..., :n_in]) and torch.equal(noisy.target, clean.target)
+    diff = noisy.x[..., n_in:] - clean.x[..., n_in:]
+    lengths = torch.tensor(clean.info["lengths"])[clean.task_ids]  # (B,) T_k of each trial
+    on_trial = torch.arange(clean.x.shape[1])[None, :] < lengths[:, None]
+    assert (diff[~on_trial] == 0).all()
+    assert abs(float(diff[on_trial].std()) - sigma) < 0.01 and abs(float(diff[on_trial].mean())) < 0.005
+
+
+def test_bad_cue_arguments():
+    with pytest.raises(ValueError, match="cue_period must be an int >= 1"):
+        multi_task(MIX, 8, cue_period=0)
+    with pytest.raises(ValueError, match="cue_noise must be a number >= 0"):
+        multi_task(MIX, 8, cue_noise=-0.1)

@@ -2,14 +2,20 @@
 al. 2019's rule inputs, doi:10.1038/s41593-018-0310-2).
 
 ``tasks`` lists K components, each a registered name (``"flip_flop"``), a pair
-``(name, kwargs)`` (``("memory_pro", {"variant": "anti"})``) or a :class:`~gdlens.tasks.Task`.
+``(name, kwargs)`` (``("memory_pro", {"variant": "MemoryAnti"})``) or a :class:`~gdlens.tasks.Task`.
 Every component must be a recurrent ``"mse"`` task: x (b, T_k, I_k), target (b, T_k, O_k).
 
 Layout of the mixed batch (T = max T_k, I = max I_k, O = max O_k):
 
 - ``x`` (B, T, I + K): channels 0..I_k−1 carry component k's inputs ("shared" layout: channel
   i means input i of whichever task is running, e.g. the fixation cue of every ring task), the
-  other input channels are 0; the last K channels are the one-hot context of the trial's task.
+  other input channels are 0; the last K channels are the one-hot context of the trial's task
+  (the task cue): on every step of the trial by default, or, with ``cue_period=n``, only on its
+  first n steps — the context period of Driscoll et al. 2024 (doi:10.1038/s41593-024-01668-6)
+  and of the KPFlow multi-task experiment (arXiv 2507.06381), where the network must remember
+  which task it is doing. ``cue_noise=σ`` adds N(0, σ²) to the K cue channels on every step of
+  the trial (not on padding), drawn last from the mix's generator, so everything else is the
+  same as without it.
 - ``target`` (B, T, O): component k's outputs in channels 0..O_k−1, the rest 0.
 - trials shorter than T are padded at the end with zeros (context included); ``mask`` (B, T)
   is the component's own mask on its steps (all True when it has none), False on padding.
@@ -37,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gdlens.tasks.base import Task, TaskData, check_choice, check_dtype, check_int, make_generator
+from gdlens.tasks.base import Task, TaskData, check_choice, check_dtype, check_int, check_nonneg, gaussian, make_generator
 
 __all__ = ["multi_task", "multi_task_metric", "LAYOUTS"]
 
@@ -89,14 +95,21 @@ def multi_task(
     layout: str = "shared",
     seed: int | torch.Generator = 0,
     dtype: torch.dtype = torch.float32,
+    cue_period: int | None = None,
+    cue_noise: float = 0.0,
 ) -> TaskData:
     """A shuffled, padded mix of the component tasks with a one-hot context input (see the
     module docstring for the layout). ``batch_size`` must be at least the number of tasks.
-    ``dtype`` overrides the components' own."""
+    ``dtype`` overrides the components' own. ``cue_period``: None (the cue stays on for the
+    whole trial) or n ≥ 1 (on for the first n steps only); ``cue_noise``: std ≥ 0 of the
+    Gaussian noise on the cue channels."""
     if isinstance(tasks, (str, Task)) or not isinstance(tasks, Sequence) or len(tasks) == 0:
         raise ValueError(f"tasks must be a non-empty list of task names, (name, kwargs) pairs or Tasks, got {tasks!r}")
     check_int("batch_size", batch_size, len(tasks))
     check_choice("layout", layout, LAYOUTS)
+    if cue_period is not None:
+        check_int("cue_period", cue_period, 1)
+    cue_noise = check_nonneg("cue_noise", cue_noise)
     dtype = check_dtype(dtype)
     gen = make_generator(seed)
     components = [_as_task(spec) for spec in tasks]
@@ -135,15 +148,20 @@ def multi_task(
     x = torch.zeros(batch_size, T, n_in + K, dtype=dtype)
     target = torch.zeros(batch_size, T, n_out, dtype=dtype)
     mask = torch.zeros(batch_size, T, dtype=torch.bool)
+    on_trial = torch.zeros(batch_size, T, 1, dtype=dtype)
     rows = []
     for k, part in enumerate(parts):
         idx = (task_ids == k).nonzero().squeeze(1)
         T_k = part.x.shape[1]
         x[idx, :T_k, in_slices[k]] = part.x
-        x[idx, :T_k, n_in + k] = 1.0
+        x[idx, : T_k if cue_period is None else min(T_k, cue_period), n_in + k] = 1.0
+        on_trial[idx, :T_k] = 1.0
         target[idx, :T_k, out_slices[k]] = part.target
         mask[idx, :T_k] = True if part.mask is None else part.mask
         rows.append(idx)
+
+    if cue_noise > 0:
+        x[..., n_in:] += gaussian((batch_size, T, K), gen, dtype, cue_noise) * on_trial
 
     labels = [_label(t) for t in components]
     labels = [f"{lab}#{k}" if labels.count(lab) > 1 else lab for k, lab in enumerate(labels)]
@@ -155,6 +173,8 @@ def multi_task(
         "out_slices": out_slices,
         "lengths": [p.x.shape[1] for p in parts],
         "metric_fns": [p.metric_fn for p in parts],
+        "cue_period": cue_period,
+        "cue_noise": cue_noise,
     }
     return TaskData(
         x=x, target=target, loss="mse", mask=mask, task_ids=task_ids, name="multi_task", info=info,
