@@ -43,7 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gdlens.tasks.base import Task, TaskData, check_choice, check_dtype, check_int, check_nonneg, gaussian, make_generator
+from gdlens.tasks.base import Task, TaskData, check_choice, check_dtype, check_int, check_nonneg, make_generator
+from gdlens.tasks.base import gaussian
 
 __all__ = ["multi_task", "multi_task_metric", "LAYOUTS"]
 
