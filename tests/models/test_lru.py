@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gdlens.models import LRU, SelectiveLRU
+from gdlens.models import LRU, SelectiveLRU, StackedLRU
 
 F64 = torch.float64
 
@@ -90,3 +90,54 @@ def test_selective_bad_arguments_are_named() -> None:
         SelectiveLRU(2, 3, 1, a_min=0.0)
     with pytest.raises(ValueError, match="dt_min <= dt_max"):
         SelectiveLRU(2, 3, 1, dt_min=0.5, dt_max=0.1)
+
+
+def test_stacked_lru_is_the_deep_lru_of_the_paper() -> None:
+    """v¹ = W_e u + b_e; per layer x = λ x + e^γ (B v) (complex), o = v + W₂ GELU(W₁ (C z + c) + b₁) + b₂,
+    v ← o; y = W_r o^L + b_r (arXiv 2303.06349, Fig. 1 without normalisation), written out here
+    with complex numbers and nn modules, against the model's state-space recursion."""
+    torch.manual_seed(4)
+    model = StackedLRU(3, 4, 2, 2, layers=2, mlp=5, r_min=0.3).double()
+    u = torch.randn(2, 6, 3, dtype=F64)
+    y, z = model(u)
+    xs = [torch.zeros(2, 2, dtype=torch.complex128) for _ in model.cells]
+    for t in range(6):
+        v = model.encoder(u[:, t])
+        for k, (cell, mlp) in enumerate(zip(model.cells, model.mlps)):
+            lam = cell.eigenvalues()
+            Bc = torch.complex(cell.B_re, cell.B_im)
+            xs[k] = lam * xs[k] + torch.exp(cell.gamma_log) * (v.to(torch.complex128) @ Bc.T)
+            real = torch.cat([xs[k].real, xs[k].imag], dim=-1)
+            o = v + mlp.out(torch.nn.functional.gelu(mlp.inp(cell.readout(real))))
+            assert torch.allclose(z[:, t, model.layer_slice(k)], torch.cat([o, real], dim=-1), atol=1e-12)
+            v = o
+        assert torch.allclose(y[:, t], model.readout(v), atol=1e-12)
+    assert z.shape == (2, 6, model.state_size) == (2, 6, 2 * (4 + 4))
+
+
+def test_stacked_lru_without_mlp_is_linear_and_functional_call_matches() -> None:
+    torch.manual_seed(5)
+    model = StackedLRU(2, 3, 2, 1, layers=3, cell="selective").double()
+    u = torch.randn(2, 4, 2, dtype=F64)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    y_fc, z_fc = torch.func.functional_call(model, params, (u,))
+    y, z = model(u)
+    assert torch.equal(y, y_fc) and torch.equal(z, z_fc)
+    assert model.state_size == 3 * (3 + 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"cell": "gru"}, "cell"),
+        ({"layers": 0}, "layers"),
+        ({"mlp": 0}, "mlp"),
+        ({"d_model": 0}, "d_model"),
+        ({"input_size": 0}, "input_size"),
+        ({"r_max": 1.5}, "r_max"),
+    ],
+)
+def test_stacked_lru_bad_arguments_are_named(kwargs: dict, name: str) -> None:
+    args = {"input_size": 2, "d_model": 3, "modes": 2, "output_size": 1, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        StackedLRU(**args)

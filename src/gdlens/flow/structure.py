@@ -43,7 +43,7 @@ REQUIRED_ATTRIBUTES = (
     "state_size",
 )
 
-_TIME_INVARIANT_CLASSES = ("RNN", "GRU", "LSTM", "NeuralODE", "StackedRNN", "LRU", "SelectiveLRU")
+_TIME_INVARIANT_CLASSES = ("RNN", "GRU", "LSTM", "NeuralODE", "StackedRNN", "LRU", "SelectiveLRU", "StackedLRU")
 
 
 def check_model(model: object) -> None:
@@ -146,9 +146,16 @@ def closed_form_layers(model: object) -> list[LayerSpec] | None:
 def diagonal_closed_form_kind(model: object) -> str | None:
     """``"lru"`` or ``"selective-lru"`` when ``model`` is gdlens' :class:`~gdlens.models.LRU`
     or :class:`~gdlens.models.SelectiveLRU` unchanged (its own step, initial_state and
-    step_inputs; θ among its own parameters and ``z0``), so the diagonal closed forms
+    step_inputs; θ among its own parameters and ``z0``), ``"stacked-lru"`` or
+    ``"stacked-selective-lru"`` for an unchanged :class:`~gdlens.models.StackedLRU` (θ among
+    the parameters its constructor made), so the diagonal closed forms
     (:mod:`gdlens.flow.diagonal`) apply; None otherwise."""
-    from gdlens.models.lru import LRU, SelectiveLRU
+    from gdlens.models.lru import LRU, SelectiveLRU, StackedLRU
+
+    if _unchanged(model, StackedLRU):
+        if set(model.state_params()) <= set(model.closed_form_names):
+            return "stacked-lru" if model.cell == "lru" else "stacked-selective-lru"
+        return None
 
     known = {
         "lru": {"nu_log", "theta_log", "gamma_log", "B_re", "B_im", "z0"},
@@ -161,8 +168,8 @@ def diagonal_closed_form_kind(model: object) -> str | None:
 
 
 def closed_form_kind(model: object) -> str | None:
-    """``"rnn"``, ``"gru"`` or ``"lstm"`` (one layer), ``"stacked-<cell>"``, ``"lru"`` or
-    ``"selective-lru"``: which closed forms of K and P apply to ``model``
+    """``"rnn"``, ``"gru"`` or ``"lstm"`` (one layer), ``"stacked-<cell>"``, ``"lru"``,
+    ``"selective-lru"``, ``"stacked-lru"`` or ``"stacked-selective-lru"``: which closed forms of K and P apply to ``model``
     (:func:`closed_form_layers`, :func:`diagonal_closed_form_kind`); None when only the
     generic JVP/VJP paths do."""
     specs = closed_form_layers(model)

@@ -5,7 +5,7 @@ from gdlens.models.base import Params, StateSpaceModel
 from gdlens.models.deep_linear import DeepLinear
 from gdlens.models.embedding import EmbeddingMLP
 from gdlens.models.gru import GRU
-from gdlens.models.lru import LRU, SelectiveLRU
+from gdlens.models.lru import LRU, SelectiveLRU, StackedLRU
 from gdlens.models.lstm import LSTM
 from gdlens.models.mlp import MLP
 from gdlens.models.neural_ode import NeuralODE
@@ -30,6 +30,7 @@ __all__ = [
     "StackedRNN",
     "LRU",
     "SelectiveLRU",
+    "StackedLRU",
     "from_torch",
     "as_state_space",
     "MLP",

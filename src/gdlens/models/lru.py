@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from gdlens.models._common import check_nonnegative, check_positive
 from gdlens.models.base import Params, StateSpaceModel
 
-__all__ = ["LRU", "SelectiveLRU"]
+__all__ = ["LRU", "SelectiveLRU", "StackedLRU"]
 
 
 class LRU(StateSpaceModel):
@@ -150,3 +150,128 @@ class SelectiveLRU(StateSpaceModel):
         dt = F.softplus(F.linear(x_t, theta["W_dt"], theta["b_dt"]))
         decay = torch.exp(-dt * torch.exp(theta["a_log"]))
         return decay * z_prev + dt * F.linear(x_t, theta["B"])
+
+
+_CELLS = {"lru": LRU, "selective": SelectiveLRU}
+
+
+class _MLP(nn.Module):
+    """``W_out GELU(W_in y + b_in) + b_out``: the position-wise MLP between two layers."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(width, hidden)
+        self.out = nn.Linear(hidden, width)
+
+
+class StackedLRU(StateSpaceModel):
+    """A deep stack of diagonal linear recurrences with position-wise MLPs between them, as in
+    arXiv 2303.06349 (Fig. 1, without the normalisation), read as one state-space model::
+
+        v^1_t = W_e u_t + b_e                                      encoder (d,)
+        for ℓ = 1..L (within the same step t):
+            x^ℓ_t = cell_ℓ(x^ℓ_{t−1}, v^ℓ_t)                       LRU or SelectiveLRU step
+            y^ℓ_t = C^ℓ x^ℓ_t + c^ℓ                                 output projection (d,)
+            o^ℓ_t = v^ℓ_t + MLP^ℓ(y^ℓ_t)   (MLP = identity when mlp is None)
+            v^{ℓ+1}_t = o^ℓ_t                                       residual stream
+        z_t = (o^1_t, x^1_t, …, o^L_t, x^L_t)                        state (L·(d + S_x),)
+        y_t = W_r o^L_t + b_r                                       readout
+
+    with MLP(y) = W_2 GELU(W_1 y + b_1) + b_2 (width ``mlp``). Layer ℓ reads the block output
+    o^{ℓ−1} of the layer below at the SAME step, as in torch's multi-layer RNNs, so the state
+    carries each layer's residual stream o^ℓ next to its recurrent state x^ℓ (S_x = 2N for a
+    complex LRU, N for a real LRU or the selective cell). o^ℓ_{t−1} is not read by step t (a
+    zero column block of D_t); keeping it in z makes K, P and G see the residual stream.
+
+    Args:
+        input_size: I (> 0).  d_model: d, the residual width.  modes: N per layer.
+        output_size: O.  layers: L.  mlp: the MLP's hidden width, or None for no MLP
+            (then the stack is linear in its input).
+        cell: ``"lru"`` (:class:`LRU`) or ``"selective"`` (:class:`SelectiveLRU`).
+        learn_z0: a learnable initial state ``z0`` (state size), initialised at zero.
+        **cell_kwargs: passed to every layer's cell (``r_min``, ``r_max``, ``max_phase``,
+            ``real`` for the LRU; ``a_min``, ``a_max``, ``dt_min``, ``dt_max`` for the selective).
+
+    Parameters (θ): ``encoder.weight`` (d, I), ``encoder.bias`` (d,); per layer k = 0..L−1 the
+    cell's own (``cells.{k}.nu_log`` …, see :class:`LRU`, :class:`SelectiveLRU`) with its output
+    projection ``cells.{k}.readout.weight`` (C, (d, S_x)) and ``cells.{k}.readout.bias`` (c);
+    with an MLP ``mlps.{k}.inp.weight`` (m, d), ``mlps.{k}.inp.bias``, ``mlps.{k}.out.weight``
+    (d, m), ``mlps.{k}.out.bias``; ``z0``. Readout (φ): ``readout.weight`` (O, d), ``readout.bias``.
+    The closed forms of K, P and G (:mod:`gdlens.flow.diagonal`) cover every one of them.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        d_model: int,
+        modes: int,
+        output_size: int,
+        layers: int = 2,
+        mlp: int | None = None,
+        cell: str = "lru",
+        learn_z0: bool = False,
+        **cell_kwargs,
+    ) -> None:
+        super().__init__()
+        if cell not in _CELLS:
+            raise ValueError(f"cell must be one of {sorted(_CELLS)}, got {cell!r}")
+        check_positive(input_size=input_size, d_model=d_model, modes=modes, output_size=output_size, layers=layers)
+        if mlp is not None:
+            check_positive(mlp=mlp)
+        self.input_size, self.d_model, self.output_size = input_size, d_model, output_size
+        self.num_layers, self.mlp_width, self.cell = layers, mlp, cell
+        self.encoder = nn.Linear(input_size, d_model)
+        self.cells = nn.ModuleList([_CELLS[cell](d_model, modes, d_model, **cell_kwargs) for _ in range(layers)])
+        self.mlps = None if mlp is None else nn.ModuleList([_MLP(d_model, mlp) for _ in range(layers)])
+        self.cell_state_size = self.cells[0].state_size
+        self.layer_state_size = d_model + self.cell_state_size
+        self.state_size = layers * self.layer_state_size
+        self.z0 = nn.Parameter(torch.zeros(self.state_size)) if learn_z0 else None
+        self.readout = nn.Linear(d_model, output_size)
+        # the θ names the closed forms know (a subclass adding parameters falls back to autodiff)
+        self.closed_form_names = tuple(n for n, _ in self.named_parameters() if not self._is_readout(n))
+
+    def layer_params(self, theta: Params, k: int) -> tuple[dict[str, Tensor], dict[str, Tensor] | None]:
+        """Layer k's cell parameters (the cell's own names, ``readout.*`` = C, c) and its MLP's
+        (``inp.*``, ``out.*``; None without an MLP), read from θ."""
+        cell_prefix, mlp_prefix = f"cells.{k}.", f"mlps.{k}."
+        cell = {n[len(cell_prefix):]: p for n, p in theta.items() if n.startswith(cell_prefix)}
+        if self.mlps is None:
+            return cell, None
+        return cell, {n[len(mlp_prefix):]: p for n, p in theta.items() if n.startswith(mlp_prefix)}
+
+    def layer_slice(self, k: int) -> slice:
+        """Layer k's part (o^k, x^k) of the state."""
+        return slice(k * self.layer_state_size, (k + 1) * self.layer_state_size)
+
+    def encode(self, theta: Params, x_t: Tensor) -> Tensor:
+        """v^1 = W_e u + b_e: (..., I) -> (..., d)."""
+        return F.linear(x_t, theta["encoder.weight"], theta["encoder.bias"])
+
+    @staticmethod
+    def block_output(cell: Params, mlp: Params | None, v: Tensor, x: Tensor) -> Tensor:
+        """o = v + MLP(C x + c) (MLP = identity when ``mlp`` is None)."""
+        y = F.linear(x, cell["readout.weight"], cell["readout.bias"])
+        if mlp is not None:
+            hidden = F.gelu(F.linear(y, mlp["inp.weight"], mlp["inp.bias"]))
+            y = F.linear(hidden, mlp["out.weight"], mlp["out.bias"])
+        return v + y
+
+    def step(self, theta: Params, z_prev: Tensor, x_t: Tensor, t: int) -> Tensor:
+        d = self.d_model
+        v, parts = self.encode(theta, x_t), []
+        for k, cell in enumerate(self.cells):
+            cell_theta, mlp_theta = self.layer_params(theta, k)
+            x = cell.step(cell_theta, z_prev[..., self.layer_slice(k)][..., d:], v, t)
+            v = self.block_output(cell_theta, mlp_theta, v, x)
+            parts += [v, x]
+        return torch.cat(parts, dim=-1)
+
+    def top_output(self, z: Tensor) -> Tensor:
+        """o^L, the top layer's residual stream: z (..., state) -> (..., d)."""
+        start = (self.num_layers - 1) * self.layer_state_size
+        return z[..., start : start + self.d_model]
+
+    def read(self, phi: Params, z: Tensor) -> Tensor:
+        """y = W_r o^L + b_r: z (B, T, state) -> (B, T, O)."""
+        return F.linear(self.top_output(z), phi["readout.weight"], phi.get("readout.bias"))
