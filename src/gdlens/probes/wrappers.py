@@ -39,21 +39,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gdlens.operators import DiagonalOperator, top_eigs
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule, forward
 from gdlens.probes.condensation import CLUSTER_METHODS, orientation_clusters, orientation_similarity
 from gdlens.probes.frequency import error_by_frequency, spectral_peaks
 from gdlens.probes.ntk import kernel_distance, kernel_target_alignment, ntk_effective_rank, parameter_jacobian
 from gdlens.probes.representation import participation_ratio
-from gdlens.probes.sharpness import (
-    HESSIAN_BACKENDS,
-    TopEig,
-    adam_preconditioner,
-    directional_curvature,
-    hessian_operator,
-    spike_warning,
-    stability_threshold,
-)
+from gdlens.probes.sharpness import SharpnessProbe  # noqa: F401  (moved there)
 from gdlens.probes.similarity import linear_cka
 
 __all__ = [
@@ -287,135 +278,6 @@ class FrequencyProbe:
             self._column(y.reshape(y.shape[0], -1)), self._column(data.target), peaks=self._peaks, spacing=self._spacing
         )
         return {f"err_k{int(k)}": float(e) for k, e in zip(res.indices.tolist(), res.errors)}
-
-
-# ---------------------------------------------------------------------- sharpness
-def _learning_rate(optimizer: torch.optim.Optimizer) -> float:
-    lrs = {float(g["lr"]) for g in optimizer.param_groups}
-    if len(lrs) != 1:
-        raise ValueError(f"SharpnessProbe needs one learning rate for all parameter groups, got {sorted(lrs)}")
-    return lrs.pop()
-
-
-def _adam_ready(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> bool:
-    for p in params.values():
-        state = optimizer.state.get(p, {})
-        if "step" not in state or float(state["step"]) <= 0:
-            return False
-    return True
-
-
-@dataclass
-class SharpnessProbe:
-    """Sharpness of the training loss against the optimizer's stability threshold.
-
-    With H the Hessian of the training loss (``ctx.loss_fn``, or the loss on the first
-    ``max_samples`` trials of the batch) in the trained parameters and η the optimizer's learning
-    rate (one for all parameter groups):
-
-    - ``lambda_max``: λ_max(H) (edge of stability, arXiv 2103.00065);
-    - ``directional_curvature``: the curvature along the update direction
-      (:func:`~gdlens.probes.sharpness.directional_curvature`): ``gᵀHg/gᵀg`` for SGD, the
-      preconditioned ``(Dg)ᵀH(Dg)/gᵀDg`` with Adam's ``D = 1/(√v̂+ε)``;
-    - SGD: ``threshold`` = 2/η, or (2+2β)/η with heavy-ball momentum β (dampening and Nesterov
-      are not modelled); ``spike_warning`` = 1 when ``lambda_max > spike_margin · threshold``;
-    - Adam/AdamW (once the optimizer has state, i.e. from step 1): ``threshold`` = 2/η (GD's, for
-      reference), ``precond_sharpness`` λ_max(D^{1/2} H D^{1/2}) = λ_max(D H) (arXiv 2207.14484,
-      :func:`~gdlens.probes.sharpness.preconditioned_sharpness`), ``precond_threshold`` =
-      (2+2β₁)/((1−β₁)η), and ``spike_warning`` = 1 when the directional curvature exceeds
-      ``spike_margin · 2/η`` (Bai et al. arXiv 2506.04805, the rule of
-      :func:`~gdlens.probes.sharpness.spike_warning`);
-    - other optimizers: ``lambda_max`` and ``directional_curvature`` only (no threshold).
-
-    The eigenvalues come from :func:`~gdlens.operators.top_eigs` (``k = 1``, ``v0_noise=1.0``) on
-    :func:`~gdlens.probes.sharpness.hessian_operator` (``backend="autograd"`` by default: one
-    gradient graph per call, each Hessian–vector product one backward pass through it), started
-    from the eigenvector of the previous call (kept on the probe), to relative residual ``tol``:
-    the eigenvalue is within ``tol·λ`` of the exact one, and typically within ``(tol·λ)²/gap``
-    (with the default 1e-2, within 2e-3 relative on the runs of ``bench/probes.py``, 1e-5 with
-    ``tol=1e-3`` at ~1.5× the cost).
-
-    Cost per call: one gradient graph, then about 5–20 Hessian–vector products (each ≈ 1–2
-    training steps with the autograd backend) per eigenvalue — two eigenvalues for Adam — plus
-    one product for the directional curvature: 15–30 training steps' worth on the runs of
-    ``bench/probes.py``, so the default 8 log-spaced steps (9 calls with step 0) cost about 10% of
-    a 2000–3000-step run and less of longer ones. ``max_samples`` makes each product cheaper on
-    large batches; a sparser schedule or a looser ``tol`` cuts the number of products.
-    """
-
-    max_samples: int | None = None
-    tol: float = 1e-2
-    max_matvecs: int = 300
-    backend: str = "autograd"
-    spike_margin: float = 1.0
-    seed: int = 0
-    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=8))
-    name: str = "sharpness"
-    _v: Tensor | None = field(default=None, init=False, repr=False)
-    _v_pre: Tensor | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.schedule = as_schedule(self.schedule)
-        if self.max_samples is not None and self.max_samples < 1:
-            raise ValueError(f"max_samples must be a positive int or None, got {self.max_samples}")
-        if self.backend not in HESSIAN_BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; allowed: {HESSIAN_BACKENDS}")
-
-    def reset(self) -> None:
-        self._v, self._v_pre = None, None
-
-    def _loss(self, ctx: ProbeContext) -> Callable[[nn.Module], Tensor] | None:
-        if self.max_samples is None and ctx.loss_fn is not None:
-            return ctx.loss_fn
-        if ctx.batch is None:
-            return ctx.loss_fn
-        data = ctx.batch if self.max_samples is None else ctx.batch.subset(slice(0, self.max_samples))
-        return lambda m: data.loss_value(forward(m, data.x)[0])
-
-    def _top(self, A: Any, previous: Tensor | None) -> TopEig:
-        v0 = previous.reshape(A.shape_in) if previous is not None and previous.numel() == A.size_in else None
-        (values, vectors), info = top_eigs(
-            A, 1, v0=v0, v0_noise=1.0, tol=self.tol, max_matvecs=self.max_matvecs, seed=self.seed, return_info=True
-        )
-        return TopEig(float(values[0]), vectors[0], info["num_matvecs"], float(info["residuals"][0]))
-
-    def compute(self, ctx: ProbeContext) -> dict[str, float]:
-        loss_fn = self._loss(ctx)
-        if loss_fn is None:
-            return {}
-        opt = ctx.optimizer
-        params = _trainable(ctx.model, opt)
-        loss = _functional_loss(ctx.model, loss_fn)
-        H = hessian_operator(loss, params, backend=self.backend)
-        top = self._top(H, self._v)
-        self._v = top.vector
-        out = {"lambda_max": top.value}
-        if opt is None:
-            out["directional_curvature"] = directional_curvature(loss, params, hessian=H)
-            return out
-        lr = _learning_rate(opt)
-        if isinstance(opt, torch.optim.Adam):  # AdamW included
-            out["threshold"] = stability_threshold(lr, "sgd")
-            if not _adam_ready(opt, params):
-                return out
-            beta1 = float(opt.param_groups[0]["betas"][0])
-            D = adam_preconditioner(opt, params)
-            s = DiagonalOperator(D.sqrt())
-            pre = self._top(s @ H @ s, self._v_pre)
-            self._v_pre = pre.vector
-            out["precond_sharpness"] = pre.value
-            out["precond_threshold"] = stability_threshold(lr, "adam", beta1=beta1)
-            curv = directional_curvature(loss, params, preconditioner=D, hessian=H)
-            out["directional_curvature"] = curv
-            out["spike_warning"] = float(spike_warning(curv, lr, "adam", beta1=0.0, margin=self.spike_margin))
-            return out
-        out["directional_curvature"] = directional_curvature(loss, params, hessian=H)
-        if isinstance(opt, torch.optim.SGD):
-            momentum = float(opt.param_groups[0].get("momentum", 0.0))
-            kind = "momentum" if momentum > 0 else "sgd"
-            out["threshold"] = stability_threshold(lr, kind, beta1=momentum)
-            out["spike_warning"] = float(spike_warning(top.value, lr, kind, beta1=momentum, margin=self.spike_margin))
-        return out
 
 
 # ---------------------------------------------------------------------- NTK
