@@ -13,13 +13,15 @@ Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the 
 (metrics, norms, relative change, hidden participation ratio), :mod:`~gdlens.probes.kp`, and
 :mod:`~gdlens.probes.wrappers`, one probe per phenomenon: :class:`CondensationProbe`,
 :class:`FrequencyProbe`, :class:`SharpnessProbe`, :class:`NTKProbe`,
-:class:`RepresentationProbe`.
+:class:`RepresentationProbe`; :mod:`~gdlens.probes.multitask`: :class:`MultiTaskProbe` (task interference,
+hidden-state similarity and update alignment between the tasks of a multi-task batch).
 """
 
 from gdlens.probes import clocks, condensation, frequency, ntk, representation, sharpness, similarity
 from gdlens.probes.base import Probe, ProbeContext, Schedule, as_schedule
 from gdlens.probes.clocks import ClockProbe, EnergyProbe, HeadEmbeddingProbe
 from gdlens.probes.kp import KPProbe
+from gdlens.probes.multitask import MultiTaskProbe
 from gdlens.probes.training import (
     HiddenParticipationProbe,
     MetricsProbe,
@@ -51,6 +53,7 @@ __all__ = [
     "Schedule",
     "as_schedule",
     "KPProbe",
+    "MultiTaskProbe",
     "MetricsProbe",
     "ParameterNormProbe",
     "RelativeChangeProbe",
