@@ -1,16 +1,24 @@
-"""Frequency-principle probes on signals whose spectra are known exactly."""
+"""Frequency-principle measurements on signals whose spectra are known exactly; the frequency
+probe inside gd.train against them and against numpy's FFT."""
 
 from __future__ import annotations
 
+import fnmatch
 import math
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
+import gdlens as gd
+from gdlens.probes import MetricsProbe, ProbeContext, Schedule
 from gdlens.probes.frequency import (
+    FrequencyProbe,
     error_by_frequency,
     filtered_error,
     gaussian_filter,
+    grid_spacing,
     spectral_peaks,
     split_frequencies,
 )
@@ -144,3 +152,120 @@ def test_bad_inputs():
         gaussian_filter(torch.zeros(10, dtype=F64), X, 0.0)
     with pytest.raises(ValueError, match=r"\(10, 3\)"):
         filtered_error(torch.zeros(10, 3, dtype=F64), torch.zeros(10, dtype=F64), X, 1.0)
+
+
+def test_grid_spacing():
+    assert grid_spacing(x) == pytest.approx(1 / N)
+    assert grid_spacing(torch.linspace(-1, 1, 11, dtype=torch.float32)[:, None]) == pytest.approx(0.2, rel=1e-6)
+    with pytest.raises(ValueError, match="uniform grid"):
+        grid_spacing(x.flip(0))  # in order
+    with pytest.raises(ValueError, match="uniform grid"):
+        grid_spacing(torch.cat([x[:10], x[11:]]))  # a point missing
+    with pytest.raises(ValueError, match=r"\(8, 2\)"):
+        grid_spacing(torch.zeros(8, 2))
+    with pytest.raises(ValueError, match="N >= 4"):
+        grid_spacing(torch.arange(3.0))
+    with pytest.raises(ValueError, match="floating"):
+        grid_spacing(torch.arange(8))
+
+
+# ---------------------------------------------------------------------- the probe
+def mlp(width=16, seed=0, dtype=torch.float32) -> gd.models.MLP:
+    torch.manual_seed(seed)
+    return gd.models.MLP(1, width, 1).to(dtype)
+
+
+def keys(result, probe_name: str) -> set[str]:
+    return {k.split("/", 1)[1] for k in result.history if k.startswith(probe_name + "/")}
+
+
+def numpy_errors(pred: torch.Tensor, target: torch.Tensor, peaks) -> list[float]:
+    """|ĥ_k − ŷ_k| / |ŷ_k| at the peaks k, from numpy's FFT (independent of the package)."""
+    H, Y = np.fft.rfft(pred.double().numpy()), np.fft.rfft(target.double().numpy())
+    return [float(abs(H[k] - Y[k]) / abs(Y[k])) for k in peaks]
+
+
+def test_frequency_probe_matches_error_by_frequency_and_the_task_metric():
+    model = mlp(width=32)
+    data = gd.tasks.fourier_1d(frequencies=(1, 3, 5), n_points=64)
+    probe = FrequencyProbe(schedule=Schedule(every=25))
+    result = gd.train(model, data, steps=50, lr=1e-2, probes=[probe, MetricsProbe(schedule=Schedule(every=25))],
+                      progress=False)
+    assert keys(result, "frequency") == {"err_k1", "err_k3", "err_k5"}
+    assert result.recorder.states["frequency"]["peaks"].tolist() == [1, 3, 5]
+    with torch.no_grad():
+        pred = model(data.x)[:, 0]
+    for k, e in zip((1, 3, 5), numpy_errors(pred, data.target[:, 0], (1, 3, 5))):
+        assert result.recorder.last(f"frequency/err_k{k}") == pytest.approx(e, rel=1e-5)
+        # fourier_1d's own metric computes the same error independently
+        assert result.recorder.last(f"metrics/train/rel_error_f{k}") == pytest.approx(e, rel=1e-5)
+    err1 = result.series("frequency/err_k1")[1]
+    assert err1[-1] < 0.5 * err1[0]  # the lowest frequency is being fitted
+
+
+def test_frequency_probe_needs_a_fixed_uniform_grid():
+    model = mlp(width=8)
+    data = gd.tasks.fourier_1d(frequencies=(2,), n_points=32)
+    shuffled = data.subset(torch.randperm(32, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="uniform grid"):  # at init: before any update
+        FrequencyProbe().init(ProbeContext(0, model, batch=shuffled))
+    probe = FrequencyProbe(num_peaks=1)
+    state = probe.init(ProbeContext(0, model, batch=data))
+    assert state["peaks"].tolist() == [2] and state["spacing"] == pytest.approx(grid_spacing(data.x))
+    out, state = probe.compute(ProbeContext(0, model, batch=data), state)
+    assert list(out) == ["err_k2"]
+    with pytest.raises(ValueError, match="changed"):
+        probe.compute(ProbeContext(1, model, batch=data.subset(slice(0, 16))), state)
+    # the held-out data, when asked for; no data yet: nothing
+    ctx = ProbeContext(0, model, batch=shuffled, eval_data=data)
+    held_out = FrequencyProbe(data="eval")
+    assert list(held_out.compute(ctx, held_out.init(ctx))[0]) == ["err_k2"]
+    assert held_out.compute(ProbeContext(0, model, batch=data), None) == ({}, None)
+    with pytest.raises(ValueError, match="data must be"):
+        FrequencyProbe(data="test")
+    with pytest.raises(ValueError, match="output=3"):
+        FrequencyProbe(output=3).init(ProbeContext(0, model, batch=data))
+
+
+def test_frequency_probe_on_layernorm_and_dropout():
+    """nn.LayerNorm and nn.Dropout in float64: the probe reads the model in eval mode (dropout
+    off) and leaves its mode as it was, also inside gd.train, which trains in train mode."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1, 16), nn.LayerNorm(16), nn.Tanh(), nn.Dropout(0.5), nn.Linear(16, 2)).to(F64)
+    data = gd.tasks.fourier_1d(frequencies=(1, 4), n_points=64, dtype=F64)
+    data.target = torch.cat([data.target, -data.target], dim=1)  # a second output column
+    probe = FrequencyProbe(output=1, schedule=Schedule(every=5))
+    result = gd.train(model, data, optimizer="sgd", lr=0.05, steps=10, probes=[probe], progress=False)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        pred = model(data.x)[:, 1]
+    for k, e in zip((1, 4), numpy_errors(pred, data.target[:, 1], (1, 4))):
+        assert result.recorder.last(f"frequency/err_k{k}") == pytest.approx(e, rel=1e-10)
+
+
+def test_one_probe_list_serves_two_runs():
+    """Each run fixes its own grid and peaks (with the state on the probe, the second run was
+    refused: its grid 'changed')."""
+    probes = [FrequencyProbe(schedule=Schedule(every=5))]
+    for freqs, n in (((1, 3), 32), ((2, 5), 48)):
+        data = gd.tasks.fourier_1d(frequencies=freqs, n_points=n)
+        result = gd.train(mlp(width=8), data, steps=5, lr=1e-2, probes=probes, progress=False)
+        assert keys(result, "frequency") == {f"err_k{k}" for k in freqs}
+
+
+def test_frequency_probe_declares_what_it_records():
+    probe = FrequencyProbe(schedule=Schedule(every=5))
+    result = gd.train(mlp(width=8), gd.tasks.fourier_1d(frequencies=(1, 3), n_points=32), steps=5, lr=1e-2,
+                      probes=[probe], progress=False)
+    recorded = keys(result, "frequency")
+    for panel in probe.panels:
+        for key in panel.keys:
+            assert fnmatch.filter(recorded, key), (panel.title, key)
+        assert panel.bound is None or panel.bound in recorded
+    assert all(fnmatch.filter(recorded, m.key) for m in probe.metric_specs)
+    assert gd.probes.base.is_probe(probe) and FrequencyProbe().schedule.log_points is not None
+    with pytest.warns(DeprecationWarning, match="Recorder"):
+        probe.reset()
+    with pytest.warns(DeprecationWarning, match="peaks"):
+        assert probe.peaks is None

@@ -19,18 +19,28 @@ Conventions shared by this module:
   takes ``antipodal=True`` to merge u and −u (for odd activations such as tanh).
 - a neuron with ``‖u_i‖ = 0`` has no orientation: its row and column of the similarity matrix
   are 0, its own diagonal entry included, so that it never joins a cluster.
+
+Last, :class:`CondensationProbe` records these during training. (About 460 lines, over the
+package's ~400: the clustering rules, the quantities read from them and the probe that records
+them share the conventions above; :func:`relative_change`, the regime's order parameter, may
+move to the module of parameter norms.)
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gdlens.probes._utils import as_tensor, leaves
+from gdlens.probes.base import ProbeContext, Schedule, as_schedule
+from gdlens.probes.plumbing import resolve_layer
+from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
     "neuron_vectors",
@@ -39,7 +49,10 @@ __all__ = [
     "count_orientations",
     "orientation_amplitude",
     "OrientationAmplitude",
+    "mean_abs_cosine",
+    "ordered_similarity",
     "relative_change",
+    "CondensationProbe",
 ]
 
 CLUSTER_METHODS = ("greedy", "single", "complete")
@@ -210,6 +223,56 @@ def count_orientations(
     return int(labels.max().item()) + 1 if (labels >= 0).any() else 0
 
 
+def mean_abs_cosine(W: Tensor, b: Tensor | None = None, min_norm_fraction: float = 0.01) -> float:
+    """Mean ``|cos(u_i, u_j)|`` over the ordered pairs i ≠ j of the neurons that count
+    (``0 < ‖u_i‖`` and ``‖u_i‖ ≥ min_norm_fraction · max_j ‖u_j‖``, as in
+    :func:`orientation_clusters`), in float64:
+
+        c̄ = Σ_{i≠j} |S_ij| / (k (k − 1)),   S = :func:`orientation_similarity`, k neurons counted.
+
+    Near 1 for a condensed layer (all neurons on a few orientations and their opposites); about
+    ``sqrt(2 / (π D))`` for random directions in D ≫ 1 dimensions. ``nan`` with fewer than two
+    neurons counted.
+    """
+    if not 0.0 <= min_norm_fraction <= 1.0:
+        raise ValueError(f"min_norm_fraction must lie in [0, 1], got {min_norm_fraction}")
+    U = neuron_vectors(W, b)
+    kept = _kept_neurons(U, min_norm_fraction)
+    k = int(kept.sum())
+    if k < 2:
+        return math.nan
+    A = orientation_similarity(U[kept].to(torch.float64)).abs()
+    return float((A.sum() - torch.diagonal(A).sum()) / (k * (k - 1)))
+
+
+def ordered_similarity(
+    W: Tensor,
+    b: Tensor | None = None,
+    threshold: float = 0.95,
+    min_norm_fraction: float = 0.01,
+    antipodal: bool = False,
+    method: str = "greedy",
+    max_neurons: int | None = None,
+) -> Tensor:
+    """The cosine matrix :func:`orientation_similarity` of the first ``m' = min(m, max_neurons)``
+    neurons, rows and columns ordered by orientation cluster, ``(m', m')``.
+
+    The clusters are those of the whole layer (:func:`orientation_clusters`, same arguments);
+    neurons of cluster 0 come first, then cluster 1, ..., and the neurons left out (label −1)
+    last, by index within each group. A condensed layer then shows as blocks of S ≈ 1 along the
+    diagonal (the figure of Zhou et al., arXiv 2105.11686).
+    """
+    if max_neurons is not None and max_neurons < 1:
+        raise ValueError(f"max_neurons must be a positive int or None, got {max_neurons}")
+    labels = orientation_clusters(W, b, threshold, min_norm_fraction, antipodal, method)
+    S = orientation_similarity(W, b)
+    m = S.shape[0]
+    r = m if max_neurons is None else min(m, max_neurons)
+    lab = labels[:r]
+    order = torch.argsort(torch.where(lab < 0, torch.full_like(lab, m), lab), stable=True).to(S.device)
+    return S[:r, :r][order][:, order]
+
+
 class OrientationAmplitude(NamedTuple):
     """Per-neuron polar coordinates of a layer with scalar input: ``angle`` θ_i ∈ (−π, π] and
     ``amplitude`` A_i, both ``(m,)``."""
@@ -309,3 +372,93 @@ def relative_change(theta_t: Any, theta_0: Any) -> float:
     if den == 0.0:
         return math.nan if num == 0.0 else math.inf
     return math.sqrt(num) / math.sqrt(den)
+
+
+# ---------------------------------------------------------------------- the probe
+@dataclass
+class CondensationProbe:
+    """Condensation of one layer's neurons onto few orientations (arXiv 2007.07497, 2105.11686).
+
+    Reads the neurons ``u_i = [w_i, b_i]`` of ``layer`` (:func:`~gdlens.probes.plumbing.resolve_layer`;
+    default the first ``nn.Linear``; ``use_bias=False`` ignores the bias) and records:
+
+    - ``orientations``: :func:`count_orientations` with ``threshold``, ``min_norm_fraction``,
+      ``antipodal`` and ``method``; ``neurons``: the layer's number of neurons m, its bound;
+    - ``mean_abs_cos``: :func:`mean_abs_cosine` (near 1 when condensed);
+    - ``similarity`` (array): :func:`ordered_similarity`, the cosine matrix of the first
+      ``max_neurons`` neurons ordered by cluster, in float32, at the probe's 1st, (k+1)th, ...
+      call with ``matrix_every=k`` (``None``: never).
+
+    The state is the number of calls so far. Cost: O(m² d) for the cosines plus the
+    clustering, no forward pass.
+    """
+
+    layer: str | None = None
+    threshold: float = 0.95
+    min_norm_fraction: float = 0.01
+    antipodal: bool = False
+    method: str = "greedy"
+    use_bias: bool = True
+    matrix_every: int | None = 1
+    max_neurons: int = 64
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=30))
+    name: str = "condensation"
+
+    title: ClassVar[str] = "Condensation"
+    metric_specs: ClassVar[tuple[Metric, ...]] = (
+        Metric("orientations", "number of orientations",
+               "clusters of the neurons u_i = [w_i, b_i] at cos ≥ threshold to their leader"),
+        Metric("neurons", "number of neurons m", "rows of the layer's weight"),
+        Metric("mean_abs_cos", "mean |cos| between neurons", "Σ_{i≠j} |cos(u_i, u_j)| / (k(k−1)), k neurons kept"),
+        Metric("similarity", "cosine similarity of neurons", "cos(u_i, u_j), neurons ordered by cluster"),
+    )
+    panels: ClassVar[tuple[Panel, ...]] = (
+        Panel("Orientations", ("orientations",), "number of orientations (clusters at cos ≥ threshold)",
+              ylim=(0, None), bound="neurons"),
+        Panel("Alignment of neurons", ("mean_abs_cos",), "mean |cos(u_i, u_j)|, i ≠ j", yscale="linear", ylim=(0, 1)),
+        Panel("Cosine similarity of neurons", ("similarity",), "cos(u_i, u_j), neurons ordered by cluster",
+              yscale="linear", ylim=(-1, 1), kind="matrix"),
+    )
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        if self.method not in CLUSTER_METHODS:
+            raise ValueError(f"unknown clustering method {self.method!r}; allowed: {CLUSTER_METHODS}")
+        if self.matrix_every is not None and (not isinstance(self.matrix_every, int) or self.matrix_every < 1):
+            raise ValueError(f"matrix_every must be a positive int (in probe calls) or None, got {self.matrix_every!r}")
+        if self.max_neurons < 1:
+            raise ValueError(f"max_neurons must be positive, got {self.max_neurons}")
+
+    def settings(self) -> dict[str, Any]:
+        return {"layer": self.layer, "threshold": self.threshold, "min_norm_fraction": self.min_norm_fraction,
+                "antipodal": self.antipodal, "method": self.method}
+
+    def reset(self) -> None:
+        """Deprecated, does nothing: the state lives in the Recorder."""
+        warnings.warn("CondensationProbe.reset() does nothing: the state lives in the Recorder",
+                      DeprecationWarning, stacklevel=2)
+
+    def weights(self, model: nn.Module) -> tuple[Tensor, Tensor | None]:
+        """The (detached) weight and bias the probe reads from ``model``."""
+        w_name, b_name = resolve_layer(model, self.layer)
+        named = dict(model.named_parameters())
+        b = named[b_name].detach() if (b_name is not None and self.use_bias) else None
+        return named[w_name].detach(), b
+
+    def init(self, ctx: ProbeContext) -> dict[str, int]:
+        """Checks that the model has the layer (ValueError naming ``layer=`` otherwise)."""
+        self.weights(ctx.model)
+        return {"calls": 0}
+
+    def compute(self, ctx: ProbeContext, state: dict[str, int] | None) -> tuple[dict[str, Any], dict[str, int]]:
+        calls = 0 if state is None else int(state["calls"])
+        W, b = self.weights(ctx.model)
+        rule = (self.threshold, self.min_norm_fraction, self.antipodal, self.method)
+        out: dict[str, Any] = {
+            "orientations": count_orientations(W, b, *rule),
+            "neurons": W.shape[0],
+            "mean_abs_cos": mean_abs_cosine(W, b, self.min_norm_fraction),
+        }
+        if self.matrix_every is not None and calls % self.matrix_every == 0:
+            out["similarity"] = ordered_similarity(W, b, *rule, max_neurons=self.max_neurons).to(torch.float32).cpu()
+        return out, {"calls": calls + 1}

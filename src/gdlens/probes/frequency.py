@@ -17,15 +17,21 @@ units of the input when the grid spacing is dx.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
 from gdlens.probes._utils import as_tensor
+from gdlens.probes.base import ProbeContext, Schedule, as_schedule
+from gdlens.probes.plumbing import check_data_choice, forward, probe_data
+from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
+    "grid_spacing",
     "spectral_peaks",
     "error_by_frequency",
     "FrequencyErrors",
@@ -33,6 +39,7 @@ __all__ = [
     "split_frequencies",
     "filtered_error",
     "FilteredError",
+    "FrequencyProbe",
 ]
 
 
@@ -50,6 +57,28 @@ class FrequencyErrors(NamedTuple):
     frequencies: Tensor
     errors: Tensor
     target_magnitude: Tensor
+
+
+def grid_spacing(x: Tensor, rtol: float = 1e-4) -> float:
+    """The spacing dx of 1-D inputs on a uniform grid, ``x`` of shape ``(N,)`` or ``(N, 1)``.
+
+    The points must be floating, at least 4, strictly increasing, and evenly spaced:
+    ``|x_{i+1} − x_i − dx| ≤ rtol · dx`` with dx the mean step. ValueError otherwise (saying
+    what to pass: minibatches of a grid are not a grid).
+    """
+    x = as_tensor(x, "x")
+    if not (x.dim() == 1 or (x.dim() == 2 and x.shape[1] == 1)) or x.shape[0] < 4 or not x.is_floating_point():
+        raise ValueError(
+            f"the frequency principle's projection method needs 1-D inputs on a uniform grid, x of shape (N, 1) "
+            f"with N >= 4 floating points; got {tuple(x.shape)} {x.dtype}"
+        )
+    dx = torch.diff(x.detach().reshape(-1).double())
+    if not bool((dx > 0).all()) or not torch.allclose(dx, dx.mean().expand_as(dx), rtol=rtol, atol=0.0):
+        raise ValueError(
+            "the inputs must be in order on a uniform grid (full-batch training on e.g. fourier_1d; minibatches are "
+            "not a grid): pass data='eval' or train with batch_size=None"
+        )
+    return float(dx.mean())
 
 
 def spectral_peaks(
@@ -280,3 +309,98 @@ def filtered_error(pred: Tensor, target: Tensor, X: Tensor, delta: float, chunk_
     if not stacked:
         e_low, e_high = e_low[0], e_high[0]
     return FilteredError(e_low, e_high)
+
+
+# ---------------------------------------------------------------------- the probe
+def _output_column(t: Tensor, output: int) -> Tensor:
+    """Column ``output`` of targets or predictions ``(N, O)`` (``(N,)`` passes through)."""
+    if t.dim() == 1:
+        return t
+    t = t.reshape(t.shape[0], -1)
+    if not 0 <= output < t.shape[1]:
+        raise ValueError(f"output={output} must index the {t.shape[1]} output columns of shape {tuple(t.shape)}")
+    return t[:, output]
+
+
+@dataclass
+class FrequencyProbe:
+    """The frequency principle on a 1-D regression task (arXiv 1901.06523, projection method).
+
+    On data whose inputs x ``(N, 1)`` lie on a uniform grid (:func:`grid_spacing`; e.g.
+    ``gd.tasks.fourier_1d`` trained full batch), records for each spectral peak k of the target
+    (output column ``output``) the relative error ``err_k<k> = |ĥ_k − ŷ_k| / |ŷ_k|`` of the
+    model's prediction (:func:`error_by_frequency`), the model evaluated in eval mode (dropout
+    off). ``data="eval"`` reads the held-out data instead of the training batch.
+
+    The state, fixed at the first call: the grid x, its spacing and the peaks
+    (:func:`spectral_peaks` with ``num_peaks`` and ``rel_height``); every later call must see the
+    same grid. Cost: one forward pass on the N points and an FFT per call.
+    """
+
+    num_peaks: int | None = None
+    rel_height: float = 0.1
+    output: int = 0
+    data: str = "train"
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=30))
+    name: str = "frequency"
+
+    title: ClassVar[str] = "Frequency principle"
+    metric_specs: ClassVar[tuple[Metric, ...]] = (
+        Metric("err_k*", "relative error at frequency k",
+               "|ĥ_k − ŷ_k| / |ŷ_k|, DFTs of prediction h and target y on the grid, k a peak of |ŷ|"),
+    )
+    panels: ClassVar[tuple[Panel, ...]] = (
+        Panel("Relative error per frequency", ("err_k*",), "relative error |ĥ_k − ŷ_k| / |ŷ_k|", yscale="log"),
+        Panel("Error against frequency, last step", ("err_k*",), "relative error |ĥ_k − ŷ_k| / |ŷ_k| (k: DFT index)",
+              yscale="log", kind="spectrum"),
+    )
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        check_data_choice(self.data)
+
+    def settings(self) -> dict[str, Any]:
+        return {"num_peaks": self.num_peaks, "rel_height": self.rel_height, "output": self.output, "data": self.data}
+
+    def reset(self) -> None:
+        """Deprecated, does nothing: the state lives in the Recorder."""
+        warnings.warn("FrequencyProbe.reset() does nothing: the state lives in the Recorder",
+                      DeprecationWarning, stacklevel=2)
+
+    @property
+    def peaks(self) -> None:
+        """Deprecated: the peaks are in the Recorder's state (``recorder.states[name]["peaks"]``)."""
+        warnings.warn("FrequencyProbe.peaks is gone: read recorder.states[probe.name]['peaks']",
+                      DeprecationWarning, stacklevel=2)
+        return None
+
+    def init(self, ctx: ProbeContext) -> dict[str, Any] | None:
+        """The grid, its spacing and the target's peaks; None while there is no data. ValueError
+        when the inputs are not a 1-D uniform grid or ``output`` is not a column."""
+        data = probe_data(ctx, self.data)
+        if data is None:
+            return None
+        spacing = grid_spacing(data.x)
+        target = _output_column(data.target, self.output).detach()
+        peaks = spectral_peaks(target, self.num_peaks, self.rel_height)
+        return {"x": data.x.detach().clone(), "spacing": spacing, "peaks": peaks}
+
+    def compute(self, ctx: ProbeContext, state: dict[str, Any] | None) -> tuple[dict[str, float], Any]:
+        if state is None:
+            state = self.init(ctx)
+        data = probe_data(ctx, self.data)
+        if state is None or data is None:
+            return {}, state
+        x = data.x
+        if x.shape != state["x"].shape or not torch.equal(x, state["x"].to(x.device)):
+            raise ValueError("FrequencyProbe: the inputs changed since the first call; the grid must stay the same")
+        was_training = ctx.model.training
+        ctx.model.eval()
+        try:
+            with torch.no_grad():
+                y, _ = forward(ctx.model, x)
+        finally:
+            ctx.model.train(was_training)
+        res = error_by_frequency(_output_column(y, self.output), _output_column(data.target, self.output),
+                                 peaks=state["peaks"], spacing=state["spacing"])
+        return {f"err_k{int(k)}": float(e) for k, e in zip(res.indices.tolist(), res.errors)}, state

@@ -13,13 +13,20 @@ a symmetric PSD operator on output-shaped tensors: ``Θ[(b,o), (b',o')] = ⟨∂
 Quantities of kernel motion follow Fort et al. ("Deep learning versus kernel learning",
 arXiv 2010.15110): kernel distance and kernel velocity; kernel–target alignment follows
 Cristianini et al. (NeurIPS 2001) and, centred, Cortes, Mohri, Rostamizadeh (arXiv 1203.0550).
+
+Layout (about 480 lines, over the package's ~400): the operator and dense kernels, their
+comparisons, the spectrum summary, then :class:`NTKProbe`. They share one convention (a kernel's
+rows are the outputs' flat row-major entries; the sample axis is the first), which splitting
+the module would write in two places.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,14 +41,22 @@ from gdlens.operators import (
     frobenius_norm,
 )
 from gdlens.probes._utils import as_tensor, flatten_params
+from gdlens.probes.base import ProbeContext, Schedule, as_schedule
+from gdlens.probes.plumbing import check_data_choice, functional_model, probe_data, spread_indices, trainable_params
+from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
     "parameter_jacobian",
     "empirical_ntk",
+    "ntk_matrix",
+    "ntk_entries",
     "kernel_distance",
     "kernel_velocity",
     "kernel_target_alignment",
     "ntk_effective_rank",
+    "KernelSpectrum",
+    "kernel_spectrum",
+    "NTKProbe",
 ]
 
 ModelFn = Callable[[Any, Tensor], Tensor]
@@ -93,6 +108,67 @@ def empirical_ntk(model_fn: ModelFn, params: Any, x: Tensor) -> LinearOperator:
     K = ComposedOperator([J, J.T], is_symmetric=True)
     K.gram_factor = J
     return K
+
+
+def _kernel_from_rows(J: Any, chunk_size: int, entries: Tensor | None = None) -> Tensor:
+    """``R Rᵀ`` with R the rows ``Jᵀ e_i`` of J for the flat output entries i (all by default),
+    ``chunk_size`` vector–Jacobian products at a time."""
+    m = J.size_out
+    idx = torch.arange(m, device=J.device) if entries is None else entries.to(J.device)
+    rows = []
+    for start in range(0, idx.numel(), chunk_size):
+        chunk = idx[start : start + chunk_size]
+        basis = torch.zeros(chunk.numel(), m, dtype=J.dtype, device=J.device)
+        basis[torch.arange(chunk.numel(), device=J.device), chunk] = 1
+        with torch.no_grad():
+            rows.append(J.rmatmat(basis.reshape(chunk.numel(), *J.shape_out)).detach())
+    R = torch.cat(rows)
+    return R @ R.T
+
+
+def ntk_matrix(
+    model_fn: ModelFn,
+    params: Any,
+    x: Tensor,
+    chunk_size: int = 256,
+    entries: Tensor | None = None,
+) -> Tensor:
+    """The dense empirical NTK ``Θ = J Jᵀ`` ``(m, m)`` of the outputs on x (m = their number of
+    entries, row-major), from the rows of J; with ``entries`` (flat indices into the outputs)
+    the principal submatrix ``Θ[entries][:, entries]``, at the cost of those rows only.
+
+    The rows ``∂f_i/∂θ`` are ``vjp`` s of basis vectors, ``chunk_size`` at a time (batched with
+    ``vmap``), then Θ is one matrix product. Cost: one vector–Jacobian product per row and an
+    ``(rows, n_params)`` array; the same matrix as ``empirical_ntk(model_fn, params, x).dense()``,
+    which spends m products of each kind.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    J = parameter_jacobian(model_fn, params, x)
+    if entries is not None:
+        entries = torch.as_tensor(entries, dtype=torch.long).reshape(-1)
+        if entries.numel() and (entries.min() < 0 or entries.max() >= J.size_out):
+            raise ValueError(f"entries must be flat indices in [0, {J.size_out}) of the outputs {J.shape_out}")
+    return _kernel_from_rows(J, chunk_size, entries)
+
+
+def ntk_entries(data: Any, idx: Tensor, out_shape: tuple[int, ...], max_outputs: int) -> Tensor:
+    """Flat output entries the NTK probe keeps: for each of the n samples, the same
+    ``r' = min(r, max(1, max_outputs // n))`` of its r output entries, spread evenly
+    (:func:`~gdlens.probes.plumbing.spread_indices`); for a classification batch without a time
+    axis the samples' own classes come first (so that the targets are in the kernel), then
+    classes spread evenly."""
+    n = out_shape[0]
+    r = math.prod(out_shape[1:])
+    keep = min(r, max(1, max_outputs // n))
+    cols = spread_indices(r, keep)
+    if keep < r and data is not None and data.loss == "cross_entropy" and len(out_shape) == 2:
+        own = torch.unique(data.target[idx].reshape(-1).long().cpu())[:keep]
+        taken = set(own.tolist())
+        others = torch.tensor([c for c in range(r) if c not in taken], dtype=torch.long)
+        fill = others[spread_indices(others.numel(), keep - own.numel())]
+        cols = torch.sort(torch.cat([own, fill])).values
+    return (torch.arange(n)[:, None] * r + cols[None, :]).reshape(-1)
 
 
 # ---------------------------------------------------------------------- comparing kernels
@@ -189,8 +265,11 @@ def kernel_target_alignment(
       ``⟨K, Y Yᵀ⟩_F / (‖K‖_F ‖Y Yᵀ‖_F) = tr(YᵀKY) / (‖K‖_F ‖YᵀY‖_F)``.
 
     ``centered=True`` uses the centred kernel ``H K H`` and centred targets ``H y``, with H the
-    centring over the first (sample) axis (Cortes et al. arXiv 1203.0550): a constant offset in
-    the targets then does not count. ``centered=False`` (default) is the original alignment.
+    centring over the first (sample) axis of y (Cortes et al. arXiv 1203.0550): a constant offset
+    in the targets then does not count. For a dense K and y of shape ``(n, ...)`` with m entries
+    (n < m: n samples of r = m/n outputs, K indexed row-major like y), H averages over the n
+    samples, each output entry apart, as the operator form does. ``centered=False`` (default) is
+    the original alignment.
 
     For an operator K, ``‖K‖_F`` comes from :func:`gdlens.operators.frobenius_norm` with
     ``method`` (``"exact"`` by default). Returns a float (``nan`` if K or y is zero).
@@ -216,19 +295,22 @@ def kernel_target_alignment(
     m = M.shape[0]
     dtype = torch.promote_types(M.dtype, y.dtype)
     M, y = M.to(dtype), y.to(dtype=dtype, device=M.device)
-    if y.numel() == m and not (y.dim() == 2 and y.shape[0] == m and y.shape[1] > 1):
-        Y = y.reshape(m, 1)
-    elif y.dim() == 2 and y.shape[0] == m:
-        Y = y
+    if y.dim() >= 1 and y.shape[0] == m and y.dim() <= 2:  # (m,) or (m, c): m samples, c target columns
+        Y, n = y.reshape(m, -1), m
+    elif y.dim() >= 1 and y.numel() == m:  # shaped like K's input (n, ...): n samples of r = m / n entries
+        Y, n = y.reshape(m, 1), y.shape[0]
     else:
         raise ValueError(
-            f"y must have shape ({m},) or ({m}, c) to match K of shape {tuple(as_tensor(K, 'K').shape)}, "
-            f"got {tuple(y.shape)}"
+            f"y must have shape ({m},), ({m}, c) or (n, ...) with {m} entries in all to match K of shape "
+            f"{tuple(as_tensor(K, 'K').shape)}, got {tuple(y.shape)}"
         )
-    if centered:
-        M = M - M.mean(dim=0, keepdim=True)
-        M = M - M.mean(dim=1, keepdim=True)
-        Y = Y - Y.mean(dim=0, keepdim=True)
+    if centered:  # H over the sample axis: K as (n, r, n, r), Y as (n, r·c)
+        r = m // n
+        M4 = M.reshape(n, r, n, r)
+        M4 = M4 - M4.mean(dim=0, keepdim=True)
+        M = (M4 - M4.mean(dim=2, keepdim=True)).reshape(m, m)
+        Yn = Y.reshape(n, -1)
+        Y = (Yn - Yn.mean(dim=0, keepdim=True)).reshape(m, -1)
     num = float((Y * (M @ Y)).sum())
     denom = float(M.norm() * (Y.T @ Y).norm())
     return num / denom if denom > 0 else math.nan
@@ -253,3 +335,158 @@ def ntk_effective_rank(
     M = _dense_matrix(K, "K").detach()
     f2 = float((M * M).sum())
     return float(torch.diagonal(M).sum()) ** 2 / f2 if f2 > 0 else math.nan
+
+
+class KernelSpectrum(NamedTuple):
+    """Summary of a dense PSD kernel: ``trace`` tr K, ``lambda_max`` its largest eigenvalue,
+    ``effective_rank`` (tr K)²/‖K‖_F² and ``size`` m, the largest value the effective rank can take."""
+
+    trace: float
+    lambda_max: float
+    effective_rank: float
+    size: int
+
+
+def kernel_spectrum(K: Tensor) -> KernelSpectrum:
+    """:class:`KernelSpectrum` of a dense kernel ``(m, m)`` (or ``(*s, *s)``): tr K, λ_max
+    (``eigvalsh`` in float64), :func:`ntk_effective_rank` and m."""
+    M = _dense_matrix(K, "K").detach()
+    lam = float(torch.linalg.eigvalsh(M.to(torch.float64))[-1]) if M.shape[0] else math.nan
+    return KernelSpectrum(float(torch.diagonal(M).sum()), lam, ntk_effective_rank(M), int(M.shape[0]))
+
+
+# ---------------------------------------------------------------------- the probe
+def _alignment_targets(data: Any, idx: Tensor, out_shape: tuple[int, ...], dtype: torch.dtype) -> Tensor | None:
+    """The targets of the trials ``idx`` shaped like the outputs (one-hot for cross-entropy), or
+    None when they cannot be (e.g. a readout that does not match the target's width)."""
+    t = data.target[idx]
+    if data.loss == "cross_entropy":
+        y = torch.nn.functional.one_hot(t.long(), num_classes=out_shape[-1]).to(dtype)
+    else:
+        y = t.to(dtype)
+    return y if tuple(y.shape) == tuple(out_shape) else None
+
+
+@dataclass
+class NTKProbe:
+    """The empirical NTK of the model's outputs (arXiv 1806.07572) on a fixed set of inputs.
+
+    Its state, fixed at the first call (:meth:`init`): ``n_samples`` trials of the training batch
+    (``data="eval"``: of the held-out data) spread evenly over it, their targets, and which output
+    entries to use (:func:`ntk_entries`): all of them when the n samples have at most
+    ``max_outputs`` in all, otherwise the same evenly spread ``max_outputs // n`` entries of each
+    sample (for classification the samples' own classes first) — a principal submatrix of the
+    full NTK, which bounds the cost; and Θ₀, the kernel of the first call. Every call builds the
+    dense kernel ``Θ = J Jᵀ`` ``(m, m)`` on those entries (:func:`ntk_matrix`'s rows, the model in
+    eval mode: dropout off) over the trainable parameters and records:
+
+    - ``trace``, ``lambda_max``, ``effective_rank`` (tr Θ)²/‖Θ‖_F² and its bound ``size`` = m
+      (:func:`kernel_spectrum`);
+    - ``kernel_distance``: 1 − ⟨Θ, Θ₀⟩_F/(‖Θ‖_F‖Θ₀‖_F) (:func:`kernel_distance`, arXiv 2010.15110);
+    - ``target_alignment``: :func:`kernel_target_alignment` with y the targets at the same
+      entries (one-hot for cross-entropy), centred over the samples with ``centered=True``
+      (arXiv 1203.0550); absent when the targets are not shaped like the outputs. The mask of
+      masked tasks is not applied.
+
+    Cost per call: m ≤ max(max_outputs, n_samples) vector–Jacobian products on the n samples
+    (``chunk_size`` at a time), an ``(m, n_params)`` array, and O(m³) for the eigenvalue.
+    """
+
+    n_samples: int = 8
+    max_outputs: int = 128
+    data: str = "train"
+    centered: bool = False
+    chunk_size: int = 256
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=10))
+    name: str = "ntk"
+
+    title: ClassVar[str] = "Neural tangent kernel"
+    metric_specs: ClassVar[tuple[Metric, ...]] = (
+        Metric("trace", "trace of the NTK", "tr Θ, Θ = J Jᵀ on the fixed inputs' kept output entries"),
+        Metric("lambda_max", "largest eigenvalue of the NTK", "λ_max(Θ)"),
+        Metric("effective_rank", "effective rank of the NTK", "(tr Θ)² / ‖Θ‖_F²"),
+        Metric("size", "size of the NTK m", "output entries kept: the largest possible effective rank"),
+        Metric("kernel_distance", "distance to the first kernel", "1 − ⟨Θ, Θ₀⟩_F / (‖Θ‖_F ‖Θ₀‖_F)"),
+        Metric("target_alignment", "kernel–target alignment", "yᵀ Θ y / (‖Θ‖_F ‖y‖²), centred over samples if asked"),
+    )
+    panels: ClassVar[tuple[Panel, ...]] = (
+        Panel("Scale of the NTK", ("trace", "lambda_max"), "tr Θ and λ_max(Θ)", yscale="log"),
+        Panel("Effective rank of the NTK", ("effective_rank",), "(tr Θ)² / ‖Θ‖_F²", ylim=(1, None), bound="size"),
+        Panel("Kernel motion", ("kernel_distance",), "1 − ⟨Θ, Θ₀⟩_F / (‖Θ‖_F ‖Θ₀‖_F)", yscale="auto"),
+        Panel("Kernel–target alignment", ("target_alignment",), "yᵀ Θ y / (‖Θ‖_F ‖y‖²)", yscale="linear",
+              ylim=(0, 1)),
+    )
+
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        check_data_choice(self.data)
+        if self.n_samples < 1 or self.max_outputs < 1 or self.chunk_size < 1:
+            raise ValueError(
+                f"n_samples, max_outputs and chunk_size must be positive, got {self.n_samples}, "
+                f"{self.max_outputs}, {self.chunk_size}"
+            )
+
+    def settings(self) -> dict[str, Any]:
+        return {"n_samples": self.n_samples, "max_outputs": self.max_outputs, "data": self.data,
+                "centered": self.centered}
+
+    def reset(self) -> None:
+        """Deprecated, does nothing: the state lives in the Recorder."""
+        warnings.warn("NTKProbe.reset() does nothing: the state lives in the Recorder", DeprecationWarning, stacklevel=2)
+
+    @property
+    def initial_kernel(self) -> None:
+        """Deprecated: Θ₀ is in the Recorder's state (``recorder.states[name]["K0"]``)."""
+        warnings.warn("NTKProbe.initial_kernel is gone: read recorder.states[probe.name]['K0']",
+                      DeprecationWarning, stacklevel=2)
+        return None
+
+    @property
+    def entries(self) -> None:
+        """Deprecated: the entries are in the Recorder's state (``recorder.states[name]["entries"]``)."""
+        warnings.warn("NTKProbe.entries is gone: read recorder.states[probe.name]['entries']",
+                      DeprecationWarning, stacklevel=2)
+        return None
+
+    def _jacobian(self, ctx: ProbeContext, x: Tensor) -> LinearOperator:
+        """J of the model's first output on x over the trainable parameters, in eval mode."""
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            return parameter_jacobian(functional_model(model), trainable_params(model), x)
+        finally:
+            model.train(was_training)
+
+    def init(self, ctx: ProbeContext) -> dict[str, Any] | None:
+        """The fixed inputs, their kept output entries and targets (``K0`` is set by the first
+        :meth:`compute`); None while there is no data. Fails at once on a model whose outputs
+        cannot be differentiated in its parameters."""
+        data = probe_data(ctx, self.data)
+        if data is None:
+            return None
+        if not trainable_params(ctx.model):
+            raise ValueError(f"NTKProbe: {type(ctx.model).__name__} has no trainable parameters (requires_grad=True)")
+        idx = spread_indices(data.x.shape[0], self.n_samples).to(data.x.device)
+        x = data.x[idx].detach().clone()
+        J = self._jacobian(ctx, x)
+        shape = J.shape_out
+        entries = ntk_entries(data, idx, shape, self.max_outputs)
+        y = _alignment_targets(data, idx, shape, J.dtype)
+        if y is not None:
+            y = y.reshape(-1)[entries.to(y.device)].reshape(shape[0], -1)
+        return {"x": x, "entries": entries, "y": y, "K0": None}
+
+    def compute(self, ctx: ProbeContext, state: dict[str, Any] | None) -> tuple[dict[str, float], Any]:
+        if state is None:
+            state = self.init(ctx)
+            if state is None:
+                return {}, None
+        K = _kernel_from_rows(self._jacobian(ctx, state["x"]), self.chunk_size, state["entries"])
+        if state["K0"] is None:
+            state = {**state, "K0": K.clone()}
+        spec = kernel_spectrum(K)
+        out = {**spec._asdict(), "kernel_distance": kernel_distance(K, state["K0"])}
+        if state["y"] is not None:
+            out["target_alignment"] = kernel_target_alignment(K, state["y"], centered=self.centered)
+        return out, state
