@@ -60,8 +60,10 @@ def test_hessian_operator_is_A():
     H = hessian_operator(quadratic(A), point())
     assert H.shape_in == (N_PARAMS,) and H.is_symmetric
     assert torch.allclose(H.dense(), A, atol=1e-12)
-    loop = hessian_operator(quadratic(A), point(), vectorize=False)
-    assert torch.allclose(loop.dense(), A, atol=1e-12)
+    for backend in ("func", "autograd", "forward"):
+        for vectorize in (True, False):
+            H = hessian_operator(quadratic(A), point(), vectorize=vectorize, backend=backend)
+            assert H.is_symmetric and torch.allclose(H.dense(), A, atol=1e-12)
 
 
 def test_top_eig_and_trace_of_quadratic():
@@ -97,13 +99,16 @@ def test_autograd_backend_is_the_same_hessian():
     # the operator keeps the gradient it was built from; directional curvature reuses both
     Hg = hessian_operator(loss, params, backend="autograd")
     g = torch.cat([t.reshape(-1) for t in torch.func.grad(loss)(params).values()])
-    assert torch.allclose(Hg.gradient, g, atol=1e-14) and hessian_operator(loss, params).gradient is None
+    assert torch.allclose(Hg.gradient, g, atol=1e-14)
+    assert torch.allclose(hessian_operator(loss, params).gradient, g, atol=1e-14)  # reverse-over-reverse: g on the way
+    assert hessian_operator(loss, params, backend="forward").gradient is None
     D = torch.linspace(0.5, 2.0, g.numel(), dtype=F64)
     for kw in ({}, {"preconditioner": D}, {"direction": D}):
         plain = directional_curvature(loss, params, **kw)
         assert directional_curvature(loss, params, hessian=Hg, **kw) == pytest.approx(plain, rel=1e-12)
-        assert directional_curvature(loss, params, hessian=hessian_operator(loss, params), **kw) == pytest.approx(
-            plain, rel=1e-12)
+        for backend in ("func", "forward"):
+            H = hessian_operator(loss, params, backend=backend)
+            assert directional_curvature(loss, params, hessian=H, **kw) == pytest.approx(plain, rel=1e-12)
     with pytest.raises(ValueError, match="hessian acts on"):
         directional_curvature(loss, params, hessian=hessian_operator(quadratic(spd(N_PARAMS)), point()))
     # a loss linear in θ has a zero Hessian (its gradient carries no graph)
@@ -456,3 +461,303 @@ def test_gd_progressive_sharpening_keeps_lowering_the_loss_below_the_threshold()
     assert np.all(np.diff(losses[: first + 1]) < 0)
     rises = np.nonzero(np.diff(losses) > 0)[0]
     assert rises.size and rises[0] >= first  # the loss first goes up after the crossing
+
+
+# ---------------------------------------------------------------------- torch's own losses and layers
+def _mlp(*middle: torch.nn.Module, d_in: int = 3, width: int = 5, d_out: int = 3) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(d_in, width), *middle, torch.nn.Linear(width, d_out)).to(F64)
+
+
+def _case(name: str):
+    """``(model, batch loss model -> scalar)`` of one torch model and loss, in float64."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(7, 3, generator=gen, dtype=F64)
+    y = torch.randn(7, 3, generator=gen, dtype=F64)
+    labels = torch.randint(0, 3, (7,), generator=gen)
+    F = torch.nn.functional
+    if name == "nn.MSELoss":
+        model, crit = _mlp(torch.nn.Tanh()), torch.nn.MSELoss()
+        return model, lambda m: crit(m(x), y)
+    if name == "nn.MSELoss(sum)":
+        model, crit = _mlp(torch.nn.Tanh()), torch.nn.MSELoss(reduction="sum")
+        return model, lambda m: crit(m(x), y)
+    if name == "F.mse_loss":
+        return _mlp(torch.nn.Tanh()), lambda m: F.mse_loss(m(x), y)
+    if name == "F.mse_loss(sum)":
+        return _mlp(torch.nn.Tanh()), lambda m: F.mse_loss(m(x), y, reduction="sum")
+    if name == "F.cross_entropy":
+        return _mlp(torch.nn.Tanh()), lambda m: F.cross_entropy(m(x), labels)
+    if name == "F.cross_entropy(sum)":
+        return _mlp(torch.nn.Tanh()), lambda m: F.cross_entropy(m(x), labels, reduction="sum")
+    if name == "LayerNorm+nn.MSELoss":
+        model, crit = _mlp(torch.nn.LayerNorm(5), torch.nn.GELU()), torch.nn.MSELoss()
+        return model, lambda m: crit(m(x), y)
+    if name == "LayerNorm+F.cross_entropy":
+        return _mlp(torch.nn.LayerNorm(5), torch.nn.Tanh()), lambda m: F.cross_entropy(m(x), labels)
+    if name == "Embedding+F.cross_entropy":
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Embedding(6, 2), torch.nn.Flatten(), torch.nn.Linear(6, 4),
+                                    torch.nn.Tanh(), torch.nn.Linear(4, 3)).to(F64)
+        tokens = torch.randint(0, 6, (7, 3), generator=gen)
+        return model, lambda m: F.cross_entropy(m(tokens), labels)
+    if name == "dropout(eval)+nn.MSELoss":
+        model, crit = _mlp(torch.nn.Tanh(), torch.nn.Dropout(0.5)).eval(), torch.nn.MSELoss()
+        return model, lambda m: crit(m(x), y)
+    raise KeyError(name)
+
+
+TORCH_CASES = ["nn.MSELoss", "nn.MSELoss(sum)", "F.mse_loss", "F.mse_loss(sum)", "F.cross_entropy",
+               "F.cross_entropy(sum)", "LayerNorm+nn.MSELoss", "LayerNorm+F.cross_entropy",
+               "Embedding+F.cross_entropy", "dropout(eval)+nn.MSELoss"]
+# torch 2.13: mse_loss's backward with reduction="mean" has no forward-mode derivative ("ZeroTensors are immutable")
+FORWARD_MODE_FAILS = {"nn.MSELoss", "F.mse_loss", "LayerNorm+nn.MSELoss", "dropout(eval)+nn.MSELoss"}
+
+
+def dense_hessian(model: torch.nn.Module, loss_of_model) -> torch.Tensor:
+    """H by reverse-over-reverse autograd on the module itself: the gradient with its graph, then
+    one backward pass per entry of θ (row i = ∂g_i/∂θ). Independent of torch.func and of the
+    functional_call the probes use."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_of_model(model), params, create_graph=True)
+    g = torch.cat([t.reshape(-1) for t in grads])
+    rows = []
+    for i in range(g.numel()):
+        row = torch.autograd.grad(g[i], params, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([torch.zeros_like(p).reshape(-1) if r is None else r.reshape(-1)
+                               for r, p in zip(row, params)]))
+    return torch.stack(rows).detach()
+
+
+def test_dense_truth_is_symmetric_and_matches_finite_differences():
+    """The reference itself, on the LayerNorm case (where torch.func.hessian is known to go
+    wrong in torch 2.13): symmetric, and the gradient's central differences agree."""
+    from gdlens.probes.plumbing import functional_loss
+
+    model, loss_of_model = _case("LayerNorm+nn.MSELoss")
+    dense = dense_hessian(model, loss_of_model)
+    assert torch.allclose(dense, dense.T, atol=1e-12)
+    params = dict(model.named_parameters())
+    f = functional_loss(model, loss_of_model)
+    grad = torch.func.grad(f)
+    u = torch.randn(dense.shape[0], generator=torch.Generator().manual_seed(5), dtype=F64)
+    from gdlens.probes._utils import flatten_params
+
+    theta, unflatten = flatten_params(params)
+    h = 1e-5
+    gp, gm = grad(unflatten(theta + h * u)), grad(unflatten(theta - h * u))
+    fd = torch.cat([(gp[n] - gm[n]).reshape(-1) for n in params]) / (2 * h)
+    assert torch.allclose(fd, dense @ u, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", TORCH_CASES)
+@pytest.mark.parametrize("backend", ["func", "autograd", "forward"])
+def test_every_backend_on_torch_losses_and_layers(case, backend):
+    """Each Hessian backend against the dense reverse-over-reverse Hessian, on torch's own losses
+    (both reductions) and layers, through the probes' functional_call; forward-over-reverse fails
+    on torch's mse_loss with an error that names the backend to use."""
+    from gdlens.probes.plumbing import functional_loss
+
+    model, loss_of_model = _case(case)
+    dense = dense_hessian(model, loss_of_model)
+    params = dict(model.named_parameters())
+    loss = functional_loss(model, loss_of_model)
+    H = hessian_operator(loss, params, backend=backend)
+    if backend == "forward" and case in FORWARD_MODE_FAILS:
+        with pytest.raises(RuntimeError, match="backend='func'"):
+            H.dense()
+        return
+    assert torch.allclose(H.dense(), dense, atol=1e-10, rtol=1e-9)
+    evals = torch.linalg.eigvalsh(dense)
+    top = top_hessian_eig(loss, params, k=2, backend=backend, tol=1e-12)
+    assert torch.allclose(top, evals.flip(0)[:2], rtol=1e-8, atol=1e-10)
+    assert hessian_trace(loss, params, method="exact", backend=backend).value == pytest.approx(
+        float(torch.trace(dense)), rel=1e-9, abs=1e-10)
+    D = torch.linspace(0.5, 2.0, dense.shape[0], dtype=F64)
+    s = D.sqrt()
+    expected = float(torch.linalg.eigvalsh(s[:, None] * dense * s[None, :])[-1])
+    assert preconditioned_sharpness(loss, params, D, backend=backend, tol=1e-12) == pytest.approx(expected, rel=1e-8)
+    g = torch.cat([p.grad.reshape(-1) for p in _backward(model, loss_of_model)])
+    assert directional_curvature(loss, params, hessian=H) == pytest.approx(float(g @ dense @ g / (g @ g)), rel=1e-9)
+
+
+def _backward(model, loss_of_model):
+    model.zero_grad()
+    loss_of_model(model).backward()
+    return [p for p in model.parameters()]
+
+
+def test_reverse_over_reverse_is_the_default():
+    """The crash of issue 15: top_hessian_eig on nn.Sequential with nn.MSELoss (forward-over-reverse
+    raised 'ZeroTensors are immutable'); with the default backend it is λ_max of the dense truth."""
+    from gdlens.probes.plumbing import functional_loss
+
+    model, loss_of_model = _case("nn.MSELoss")
+    loss = functional_loss(model, loss_of_model)
+    value = float(top_hessian_eig(loss, dict(model.named_parameters()), tol=1e-12))
+    assert value == pytest.approx(float(torch.linalg.eigvalsh(dense_hessian(model, loss_of_model))[-1]), rel=1e-9)
+    assert hessian_operator(quadratic(spd(N_PARAMS)), point()).gradient is not None
+    zero = hessian_operator(lambda p: flat(p).sum(), point()).dense()  # linear loss: H = 0
+    assert torch.equal(zero, torch.zeros(N_PARAMS, N_PARAMS, dtype=F64))
+
+
+# ---------------------------------------------------------------------- SharpnessProbe (moved from test_wrappers.py)
+import copy  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+import gdlens as gd  # noqa: E402
+from gdlens.probes import ProbeContext, Schedule, SharpnessProbe  # noqa: E402
+
+
+def mlp(input_size=1, width=16, output_size=1, seed=0, dtype=F64, **kw) -> gd.models.MLP:
+    torch.manual_seed(seed)
+    return gd.models.MLP(input_size, width, output_size, **kw).to(dtype)
+
+
+def loss_through_functional_call(model: nn.Module, data) -> callable:
+    """The training loss as a function of the parameters, through torch.func.functional_call
+    (an implementation independent of the probes' own parameter swapping)."""
+    return lambda p: data.loss_value(torch.func.functional_call(model, p, (data.x,)))
+
+
+def keys(result, probe_name: str) -> set[str]:
+    return {k.split("/", 1)[1] for k in result.history if k.startswith(probe_name + "/")}
+
+
+def once(probe, ctx) -> dict:
+    """One call of a probe outside gd.train: init, then compute (the values only)."""
+    return probe.compute(ctx, probe.init(ctx))[0]
+
+
+def test_sharpness_probe_with_sgd_momentum():
+    model = mlp(width=12)
+    data = gd.tasks.fourier_1d(frequencies=(1, 2), n_points=32, dtype=F64)
+    lr, beta = 0.05, 0.9
+    probes = [SharpnessProbe(tol=1e-10, schedule=Schedule(every=10)),
+              SharpnessProbe(name="default_tol", schedule=Schedule(every=10))]
+    result = gd.train(model, data, optimizer="sgd", lr=lr, momentum=beta, steps=20, probes=probes, progress=False)
+    assert keys(result, "sharpness") == {"lambda_max", "threshold", "directional_curvature", "spike_warning"}
+    assert len(result.history["sharpness/lambda_max"]) == 3
+    loss = loss_through_functional_call(model, data)
+    params = dict(model.named_parameters())
+    lam = float(top_hessian_eig(loss, params)[0])
+    last = result.recorder.last
+    assert last("sharpness/lambda_max") == pytest.approx(lam, rel=1e-8)
+    assert last("sharpness/threshold") == pytest.approx((2 + 2 * beta) / lr)
+    assert last("sharpness/directional_curvature") == pytest.approx(directional_curvature(loss, params), rel=1e-8)
+    assert last("sharpness/spike_warning") == float(lam > (2 + 2 * beta) / lr)
+    # the default tolerance (1e-2 relative residual) bounds the eigenvalue's error by 1e-2
+    assert last("default_tol/lambda_max") == pytest.approx(lam, rel=1e-2)
+
+
+@pytest.mark.parametrize("cls", [torch.optim.Adam, torch.optim.AdamW])
+def test_sharpness_probe_with_adam(cls):
+    model = mlp(width=12)
+    data = gd.tasks.fourier_1d(frequencies=(1, 2), n_points=32, dtype=F64)
+    lr = 0.01
+    opt = cls(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    probe = SharpnessProbe(tol=1e-10, schedule=Schedule(every=10))
+    result = gd.train(model, data, optimizer=opt, steps=20, probes=[probe], progress=False)
+    adam_keys = ["precond_sharpness", "precond_threshold", "directional_curvature", "spike_warning"]
+    assert keys(result, "sharpness") == {"lambda_max", "threshold", *adam_keys}
+    # every key a panel draws is recorded (on an Adam run, which records them all)
+    for panel in probe.panels:
+        for key in panel.keys:
+            assert f"sharpness/{key}" in result.history, (panel.title, key)
+    assert {m.key for m in probe.metric_specs} == keys(result, "sharpness")
+    # no optimizer state at step 0: only the Hessian's own sharpness
+    assert result.series("sharpness/lambda_max")[0].tolist() == [0, 10, 20]
+    for k in adam_keys:
+        assert result.series(f"sharpness/{k}")[0].tolist() == [10, 20]
+    loss = loss_through_functional_call(model, data)
+    params = dict(model.named_parameters())
+    last = result.recorder.last
+    assert last("sharpness/lambda_max") == pytest.approx(float(top_hessian_eig(loss, params)[0]), rel=1e-8)
+    assert last("sharpness/threshold") == pytest.approx(2 / lr)
+    assert last("sharpness/precond_sharpness") == pytest.approx(preconditioned_sharpness(loss, params, opt), rel=1e-8)
+    assert last("sharpness/precond_threshold") == pytest.approx(38 / lr)
+    curv = directional_curvature(loss, params, preconditioner=opt)
+    assert last("sharpness/directional_curvature") == pytest.approx(curv, rel=1e-8)
+    assert last("sharpness/spike_warning") == float(curv > 2 / lr)
+    # the warm starts are in the Recorder's state, not on the probe
+    state = result.recorder.states["sharpness"]
+    assert state["v"].shape == state["v_pre"].shape == (sum(p.numel() for p in params.values()),)
+
+
+def test_one_sharpness_probe_serves_two_runs():
+    """The same probe object in two gd.train runs: the second run measures the same numbers as a
+    run with a fresh probe (nothing of run 1 is carried over), and the probe is unchanged."""
+    data = gd.tasks.fourier_1d(frequencies=(1, 2), n_points=32, dtype=F64)
+    probe = SharpnessProbe(schedule=Schedule(every=5))
+    before = copy.deepcopy(vars(probe))
+
+    def run(p, seed):
+        model = mlp(width=10, seed=seed)
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        return gd.train(model, data, optimizer=opt, steps=10, probes=[p], progress=False)
+
+    run(probe, seed=1)
+    second = run(probe, seed=2)
+    fresh = run(SharpnessProbe(schedule=Schedule(every=5)), seed=2)
+    for key in ("sharpness/lambda_max", "sharpness/precond_sharpness"):
+        assert second.series(key)[1].tolist() == fresh.series(key)[1].tolist()
+    assert vars(probe).keys() == before.keys() and probe.schedule == before["schedule"]
+    with pytest.warns(DeprecationWarning, match="Recorder"):
+        probe.reset()
+
+
+@pytest.mark.parametrize("backend", ["func", "autograd"])
+@pytest.mark.parametrize("case", ["nn.MSELoss", "LayerNorm+F.cross_entropy", "Embedding+F.cross_entropy",
+                                  "dropout(eval)+nn.MSELoss"])
+def test_sharpness_probe_on_torch_models_and_losses(case, backend):
+    """The probe on a plain nn.Sequential with torch's own loss (ctx.loss_fn), against the dense
+    reverse-over-reverse Hessian; with SGD, the threshold 2/η and its warning."""
+    model, loss_of_model = _case(case)
+    dense = dense_hessian(model, loss_of_model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    probe = SharpnessProbe(tol=1e-10, backend=backend)
+    out = once(probe, ProbeContext(0, model, optimizer=opt, loss_fn=loss_of_model))
+    lam = float(torch.linalg.eigvalsh(dense)[-1])
+    assert out["lambda_max"] == pytest.approx(lam, rel=1e-8)
+    assert out["threshold"] == pytest.approx(20.0) and out["spike_warning"] == float(lam > 20.0)
+    g = torch.cat([p.grad.reshape(-1) for p in _backward(model, loss_of_model)])
+    assert out["directional_curvature"] == pytest.approx(float(g @ dense @ g / (g @ g)), rel=1e-9)
+
+
+def test_sharpness_probe_on_a_state_space_model_and_a_subset():
+    """gdlens' GRU: the probe's Hessian (through functional_call) against the dense
+    reverse-over-reverse Hessian of the module itself, on the whole batch and on a subset."""
+    torch.manual_seed(0)
+    model = gd.models.GRU(2, 4, 2).to(F64)
+    data = gd.tasks.flip_flop(batch_size=6, T=5, bits=2, pulse_prob=0.3, dtype=F64)
+    result = gd.train(model, data, optimizer="sgd", lr=0.1, steps=5,
+                      probes=[SharpnessProbe(tol=1e-10, schedule=Schedule(every=5)),
+                              SharpnessProbe(tol=1e-10, max_samples=3, name="sharp3", schedule=Schedule(every=5),
+                                             backend="func")],
+                      progress=False)
+    sub = data.subset(slice(0, 3))
+    full = float(torch.linalg.eigvalsh(dense_hessian(model, lambda m: data.loss_value(m(data.x)[0])))[-1])
+    part = float(torch.linalg.eigvalsh(dense_hessian(model, lambda m: sub.loss_value(m(sub.x)[0])))[-1])
+    assert result.recorder.last("sharpness/lambda_max") == pytest.approx(full, rel=1e-8)
+    assert result.recorder.last("sharp3/lambda_max") == pytest.approx(part, rel=1e-8)
+    assert abs(full - part) > 1e-6 * full
+
+
+def test_sharpness_probe_without_an_optimizer_and_errors():
+    model = mlp(width=6)
+    data = gd.tasks.fourier_1d(frequencies=(1,), n_points=16, dtype=F64)
+    out = once(SharpnessProbe(), ProbeContext(0, model, batch=data))
+    assert set(out) == {"lambda_max", "directional_curvature"}
+    assert once(SharpnessProbe(), ProbeContext(0, model)) == {}
+    groups = [{"params": [model.net[0].weight], "lr": 0.1}, {"params": [model.net[2].weight], "lr": 0.2}]
+    with pytest.raises(ValueError, match="one learning rate"):  # at init: the first step, before any update
+        SharpnessProbe().init(ProbeContext(0, model, batch=data, optimizer=torch.optim.SGD(groups)))
+    # RMSprop: no threshold to compare with
+    rms = torch.optim.RMSprop(model.parameters(), lr=0.01)
+    assert set(once(SharpnessProbe(), ProbeContext(0, model, batch=data, optimizer=rms))) == {
+        "lambda_max", "directional_curvature"}
+    with pytest.raises(ValueError, match="backend"):
+        SharpnessProbe(backend="jax")
+    with pytest.raises(ValueError, match="max_samples"):
+        SharpnessProbe(max_samples=0)

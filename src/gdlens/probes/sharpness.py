@@ -8,32 +8,51 @@ the edge of stability", arXiv 2207.14484). Loss spikes in Adam appear when the c
 the gradient direction of the preconditioned Hessian crosses the threshold (Bai et al.,
 "Adaptive preconditioners trigger loss spikes in Adam", arXiv 2506.04805).
 
-Conventions:
+The phenomenon's pure functions live in two modules, one idea each, and every public name of
+both stays importable from here (``gdlens.probes.sharpness.<name>``):
 
-- ``loss_fn(params) -> scalar`` where ``params`` is a dict name -> tensor, a list/tuple of
-  tensors or one tensor; the functions below call it with a container of the same kind built
-  from the flat parameter vector ``θ = concat(p.reshape(-1))`` (dict/list order). It must be
-  written with ``torch.func``-friendly ops (e.g. ``torch.func.functional_call(model, p, (x,))``).
-- The Hessian ``H = ∇²_θ L`` acts on flat vectors of length n = Σ numel. Hessian–vector products
-  are ``jvp(grad L)`` (forward-over-reverse), batched over probe vectors with ``vmap``; or, with
-  ``backend="autograd"``, backward passes through a gradient graph built once and kept (each
-  product then skips the forward pass: 2–6× cheaper for repeated products in a training loop).
-- Values are Python floats (tensors in, numbers out).
+- :mod:`gdlens.probes.hessian`: the Hessian as a matrix-free operator (three backends for its
+  Hessian–vector products; reverse-over-reverse by default, which works with torch's own
+  losses), its extreme eigenvalues and trace;
+- :mod:`gdlens.probes.stability`: Adam's preconditioner, the preconditioned Hessian and its
+  sharpness, the curvature along the update direction, the stability thresholds and the spike
+  rule.
+
+This module holds, last, the schedulable :class:`SharpnessProbe`, which calls them.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from gdlens.operators import CallableOperator, Estimate, Eigs, LinearOperator, top_eigs, trace
-from gdlens.probes._utils import flat_vector, flatten_params, leaves
+from gdlens.probes.base import ProbeContext, Schedule, as_schedule
+from gdlens.probes.hessian import (
+    HESSIAN_BACKENDS,
+    TopEig,
+    hessian_operator,
+    hessian_trace,
+    lanczos_top_eig,
+    top_hessian_eig,
+)
+from gdlens.probes.plumbing import forward, functional_loss, trainable_params
+from gdlens.probes.spec import Metric, Panel
+from gdlens.probes.stability import (
+    adam_preconditioner,
+    directional_curvature,
+    preconditioned_hessian_operator,
+    preconditioned_sharpness,
+    spike_warning,
+    stability_threshold,
+)
 
 __all__ = [
+    "HESSIAN_BACKENDS",
     "hessian_operator",
     "lanczos_top_eig",
     "TopEig",
@@ -45,441 +64,173 @@ __all__ = [
     "directional_curvature",
     "stability_threshold",
     "spike_warning",
+    "learning_rate",
+    "has_adam_state",
+    "SharpnessProbe",
 ]
 
-LossFn = Callable[[Any], Tensor]
 
-
-def _flat_loss(loss_fn: LossFn, params: Any) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    flat0, unflatten = flatten_params(params)
-    if not flat0.dtype.is_floating_point:
-        raise ValueError(f"params must be floating point, got {flat0.dtype}")
-
-    def f(v: Tensor) -> Tensor:
-        return loss_fn(unflatten(v))
-
-    with torch.no_grad():
-        value = f(flat0)
-    if not isinstance(value, Tensor) or value.numel() != 1:
-        shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"loss_fn(params) must return a scalar tensor, got {shape}")
-    return flat0, f
-
-
-def _hvp_matmat(f: Callable[[Tensor], Tensor], flat0: Tensor, vectorize: bool) -> Callable[[Tensor], Tensor]:
-    grad_f = torch.func.grad(lambda v: f(v).reshape(()))
-
-    def hvp(u: Tensor) -> Tensor:
-        return torch.func.jvp(grad_f, (flat0,), (u,))[1]
-
-    if vectorize:
-        return torch.func.vmap(hvp)
-    return lambda U: torch.stack([hvp(u) for u in U]) if U.shape[0] else U.clone()
-
-
-HESSIAN_BACKENDS = ("func", "autograd")
-
-
-def _autograd_hvp(f: Callable[[Tensor], Tensor], flat0: Tensor) -> tuple[Callable[[Tensor], Tensor], Tensor]:
-    """Hessian–vector products by double backward through one retained gradient graph, and the
-    gradient (detached)."""
-    leaf = flat0.clone().requires_grad_(True)
-    with torch.enable_grad():
-        value = f(leaf)
-        if not isinstance(value, Tensor) or value.numel() != 1:
-            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(f"loss_fn(params) must return a scalar tensor, got {shape}")
-        (g,) = torch.autograd.grad(value.reshape(()), leaf, create_graph=True, allow_unused=True)
-    if g is None:  # the loss does not depend on θ
-        return (lambda U: torch.zeros_like(U)), torch.zeros_like(flat0)
-    if not g.requires_grad:  # the loss is at most linear in θ: H = 0
-        return (lambda U: torch.zeros_like(U)), g.detach()
-
-    def hvp(u: Tensor) -> Tensor:
-        (h,) = torch.autograd.grad(g, leaf, u, retain_graph=True, allow_unused=True)
-        return torch.zeros_like(u) if h is None else h.detach()
-
-    return (lambda U: torch.stack([hvp(u) for u in U]) if U.shape[0] else U.clone()), g.detach()
-
-
-def hessian_operator(loss_fn: LossFn, params: Any, vectorize: bool = True, backend: str = "func") -> LinearOperator:
-    """The loss Hessian ``H = ∇²_θ L(θ)`` at ``params`` as a symmetric operator on flat vectors.
-
-    ``backend="func"`` (default): ``H u = d/dε ∇L(θ + ε u)|_{ε=0}`` (forward-over-reverse: ``jvp``
-    of ``grad``), so a stack of k vectors ``(k, n)`` costs one ``vmap``-batched call (about k
-    gradient evaluations of work, nothing of size n² stored).
-
-    ``backend="autograd"``: the gradient ``g = ∇L(θ)`` is built once, with its graph, when the
-    operator is made, and ``H u = ∇_θ ⟨g, u⟩`` is one backward pass through that graph per vector
-    (no forward pass): cheaper when many products are taken at one θ (Lanczos), at the price of
-    keeping the graph (activations of the whole batch) alive as long as the operator. Needs a
-    loss that supports double backward. The operator's ``gradient`` attribute holds g (flat,
-    detached; None with the ``"func"`` backend), which :func:`directional_curvature` reuses.
-
-    Args:
-        loss_fn: ``params -> scalar`` (see the module docstring).
-        params: the point θ (dict/list/tensor); it is detached, not modified.
-        vectorize: batch with ``vmap`` (default; ``"func"`` backend). ``False`` loops over the
-            vectors instead, for losses that use ops without a vmap batching rule.
-        backend: ``"func"`` or ``"autograd"``.
-
-    Returns:
-        A symmetric :class:`~gdlens.operators.LinearOperator` with ``shape_in = (n,)``.
-    """
-    if backend not in HESSIAN_BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(map(repr, HESSIAN_BACKENDS))}")
-    if backend == "autograd":
-        flat0, unflatten = flatten_params(params)
-        if not flat0.dtype.is_floating_point:
-            raise ValueError(f"params must be floating point, got {flat0.dtype}")
-        matmat, gradient = _autograd_hvp(lambda v: loss_fn(unflatten(v)), flat0)
-    else:
-        flat0, f = _flat_loss(loss_fn, params)
-        matmat, gradient = _hvp_matmat(f, flat0, vectorize), None
-    H = CallableOperator(matmat, (flat0.numel(),), is_symmetric=True, dtype=flat0.dtype, device=flat0.device)
-    H.gradient = gradient
-    return H
-
-
-class TopEig(NamedTuple):
-    """The top eigenpair found by the deprecated :func:`lanczos_top_eig`.
-
-    Attributes:
-        value: the largest eigenvalue (a float).
-        vector: its unit eigenvector, shaped like the operator's input.
-        num_matvecs: products spent.
-        residual: ``‖A v − λ v‖ / max_i |θ_i|`` (θ the Ritz values), the converged measure.
-    """
-
-    value: float
-    vector: Tensor
-    num_matvecs: int
-    residual: float
-
-
-def lanczos_top_eig(
-    A: LinearOperator,
-    v0: Tensor | None = None,
-    tol: float | None = None,
-    max_matvecs: int = 300,
-    seed: int | torch.Generator = 0,
-) -> TopEig:
-    """Deprecated: the largest eigenpair, warm-startable — now ``top_eigs(A, 1, v0=v0,
-    v0_noise=1.0, ...)`` (:func:`gdlens.operators.top_eigs`, the package's one eigensolver).
-
-    The warm start keeps this function's old convention: ``v0/‖v0‖`` plus a random unit vector
-    of equal weight (``v0_noise=1.0``), so that a v0 that is (close to) the eigenvector of a lower
-    eigenvalue — after the top two have crossed — cannot stop the iteration early on it. ``tol``
-    is the relative residual ``‖A x − θ x‖ ≤ tol · max_i |θ_i|`` (default 1e-9 in float64, 1e-4 in
-    float32); v0 may have any shape with the operator's number of entries.
-
-    Returns:
-        :class:`TopEig` ``(value, vector, num_matvecs, residual)``; with a RuntimeWarning when
-        ``max_matvecs`` ran out first.
-    """
-    warnings.warn(
-        "lanczos_top_eig is deprecated: use gdlens.operators.top_eigs(A, 1, v0=v0, v0_noise=1.0) "
-        "(values[0], vectors[0] and, with return_info=True, num_matvecs and residuals)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    if not A.is_square:
-        raise ValueError(f"lanczos_top_eig needs a square operator, got {A.shape_in} -> {A.shape_out}")
-    if max_matvecs < 1:
-        raise ValueError(f"max_matvecs must be positive, got {max_matvecs}")
-    if v0 is not None:
-        if v0.numel() != A.size_in:
-            raise ValueError(f"v0 must have {A.size_in} entries (the operator's input size), got {v0.numel()}")
-        v0 = v0.detach().reshape(A.shape_in) if float(v0.norm()) > 0 else None
-    (values, vectors), info = top_eigs(
-        A, 1, v0=v0, v0_noise=1.0, tol=tol, max_matvecs=max_matvecs, seed=seed, return_info=True
-    )
-    return TopEig(float(values[0]), vectors[0], info["num_matvecs"], float(info["residuals"][0]))
-
-
-def top_hessian_eig(
-    loss_fn: LossFn,
-    params: Any,
-    k: int = 1,
-    which: str = "largest",
-    method: str = "lanczos",
-    tol: float | None = None,
-    seed: int | torch.Generator = 0,
-    return_vectors: bool = False,
-    vectorize: bool = True,
-    block_size: int | None = None,
-    max_matvecs: int | None = None,
-) -> Tensor | Eigs:
-    """The k extreme eigenvalues of the loss Hessian, by block Lanczos on Hessian–vector products.
-
-    ``λ_1 ≥ … ≥ λ_k`` of ``H = ∇²L(θ)`` (``which="largest"``, the sharpness λ_1 of
-    arXiv 2103.00065; ``"magnitude"`` or ``"smallest"`` for negative curvature). Computed with
-    :func:`gdlens.operators.top_eigs` on :func:`hessian_operator`; the residual tolerance
-    ``tol`` (relative, default 1e-9 in float64) bounds the eigenvalue error by about
-    ``(tol·|λ|_max)² / gap``. ``block_size`` (vectors per batched Hessian–vector call; default
-    that of ``top_eigs``: on CPU 1 for k = 1 and 2 otherwise, ``max(2k, 8)`` on accelerators) and
-    ``max_matvecs`` (a budget) go to ``top_eigs``.
-
-    Returns:
-        ``(k,)`` eigenvalues (``float(top_hessian_eig(...))`` for k = 1), or with
-        ``return_vectors=True`` an :class:`~gdlens.operators.Eigs` whose vectors are ``(k, n)``
-        flat parameter directions.
-    """
-    H = hessian_operator(loss_fn, params, vectorize)
-    eigs = top_eigs(
-        H, k, which=which, method=method, tol=tol, seed=seed, block_size=block_size, max_matvecs=max_matvecs
-    )
-    return eigs if return_vectors else eigs.values
-
-
-def hessian_trace(
-    loss_fn: LossFn,
-    params: Any,
-    method: str = "hutch++",
-    num_matvecs: int = 30,
-    seed: int | torch.Generator = 0,
-    vectorize: bool = True,
-) -> Estimate:
-    """``tr H = Σ_i λ_i(H)`` of the loss Hessian, estimated from Hessian–vector products.
-
-    Uses :func:`gdlens.operators.trace` (``"hutch++"``, ``"hutchinson"``, ``"xtrace"`` or
-    ``"exact"``, the last spending n products). Returns an
-    :class:`~gdlens.operators.Estimate` (value, stderr, num_matvecs, method).
-    """
-    return trace(hessian_operator(loss_fn, params, vectorize), method=method, num_matvecs=num_matvecs, seed=seed)
-
-
-# ---------------------------------------------------------------------- Adam's preconditioner
-def adam_preconditioner(optimizer: torch.optim.Optimizer, params: Any) -> Tensor:
-    """Adam's diagonal preconditioner ``D = 1 / (√v̂ + ε)`` as a flat vector ``(n,)``.
-
-    Read from the state of a ``torch.optim.Adam`` or ``AdamW`` (their preconditioners coincide;
-    AdamW's decoupled weight decay is not part of it): ``v`` = ``exp_avg_sq`` (or
-    ``max_exp_avg_sq`` with ``amsgrad=True``), ``t`` = ``step``, ``β₂, ε`` from the parameter's
-    group, and the bias correction ``v̂ = v / (1 − β₂ᵗ)``. The update Adam takes is then
-    ``Δθ = −η D ⊙ m̂``.
-
-    Args:
-        optimizer: an Adam/AdamW instance that has taken at least one step.
-        params: the optimizer's own parameter tensors (dict/list, in the order used by
-            ``loss_fn``): each is looked up in the optimizer's state by identity.
-
-    Raises:
-        ValueError: for another optimizer, a parameter the optimizer does not hold, or one it has
-            no state for yet (no step taken).
-    """
-    if not isinstance(optimizer, torch.optim.Adam):
+def learning_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The optimizer's one learning rate η (ValueError when its parameter groups differ)."""
+    lrs = {float(g["lr"]) for g in optimizer.param_groups}
+    if len(lrs) != 1:
         raise ValueError(
-            f"the Adam preconditioner needs a torch.optim.Adam or torch.optim.AdamW optimizer, got "
-            f"{type(optimizer).__name__}"
+            f"the sharpness threshold needs one learning rate for all parameter groups, got {sorted(lrs)}: "
+            "give every group the same lr, or measure without the optimizer (optimizer=None)"
         )
-    names, tensors = leaves(params)
-    parts = []
-    for name, p in zip(names, tensors):
-        group = next((g for g in optimizer.param_groups if any(q is p for q in g["params"])), None)
-        if group is None:
-            raise ValueError(
-                f"parameter {name!r} (shape {tuple(p.shape)}) is not one of the optimizer's parameters: pass the "
-                "optimizer's own tensors, e.g. dict(model.named_parameters())"
-            )
+    return lrs.pop()
+
+
+def has_adam_state(optimizer: torch.optim.Optimizer, params: Mapping[str, Tensor]) -> bool:
+    """Whether an Adam/AdamW optimizer has taken a step for every one of ``params`` (so that
+    :func:`adam_preconditioner` can read ``v̂``)."""
+    for p in params.values():
         state = optimizer.state.get(p, {})
-        key = "max_exp_avg_sq" if group.get("amsgrad", False) else "exp_avg_sq"
-        if key not in state or "step" not in state:
-            raise ValueError(
-                f"the optimizer has no state for parameter {name!r} (shape {tuple(p.shape)}) yet: take at least one "
-                "optimizer step before measuring preconditioned sharpness"
-            )
-        t = float(state["step"])
-        if t <= 0:
-            raise ValueError(f"the optimizer's step count for parameter {name!r} is {t}; take at least one step first")
-        beta2 = float(group["betas"][1])
-        eps = float(group["eps"])
-        v_hat = state[key].detach().to(p.dtype) / (1.0 - beta2**t)
-        parts.append((1.0 / (v_hat.sqrt() + eps)).reshape(-1))
-    return torch.cat(parts)
+        if "step" not in state or float(state["step"]) <= 0:
+            return False
+    return True
 
 
-def _preconditioner(preconditioner: Any, params: Any, flat0: Tensor) -> Tensor:
-    if isinstance(preconditioner, torch.optim.Optimizer):
-        D = adam_preconditioner(preconditioner, params)
-    else:
-        D = flat_vector(preconditioner, params, flat0.numel(), "preconditioner")
-    D = D.to(device=flat0.device, dtype=flat0.dtype)
-    if D.shape != flat0.shape:
-        raise ValueError(
-            f"the preconditioner must have {flat0.numel()} entries (one per parameter), got "
-            f"{tuple(D.shape)}"
-        )
-    if not bool((D > 0).all()):
-        raise ValueError("the diagonal preconditioner must be positive")
-    return D
+def _warm_start(previous: Tensor | None, n: int) -> Tensor | None:
+    return previous if previous is not None and previous.numel() == n else None
 
 
-def preconditioned_hessian_operator(
-    loss_fn: LossFn, params: Any, preconditioner: Any, vectorize: bool = True
-) -> LinearOperator:
-    """The symmetric preconditioned Hessian ``D^{1/2} H D^{1/2}`` on flat vectors.
+@dataclass
+class SharpnessProbe:
+    """Sharpness of the training loss against the optimizer's stability threshold.
 
-    ``preconditioner`` is a positive diagonal D, flat ``(n,)`` or shaped like ``params``, or an
-    Adam/AdamW optimizer (then ``D = 1/(√v̂ + ε)``, see :func:`adam_preconditioner`). Its
-    eigenvalues are those of ``D H`` (see :func:`preconditioned_sharpness`).
+    With H the Hessian of the training loss (``ctx.loss_fn``, or the loss on the first
+    ``max_samples`` trials of the batch) in the trained parameters and η the optimizer's learning
+    rate (one for all parameter groups, checked at the first step):
+
+    - ``lambda_max``: λ_max(H) (edge of stability, arXiv 2103.00065;
+      :func:`~gdlens.probes.hessian.top_hessian_eig`);
+    - ``directional_curvature``: the curvature along the update direction
+      (:func:`~gdlens.probes.stability.directional_curvature`): ``gᵀHg/gᵀg`` for SGD, the
+      preconditioned ``(Dg)ᵀH(Dg)/gᵀDg`` with Adam's ``D = 1/(√v̂+ε)``;
+    - SGD: ``threshold`` = 2/η, or (2+2β)/η with heavy-ball momentum β (dampening and Nesterov
+      are not modelled); ``spike_warning`` = 1 when ``lambda_max > spike_margin · threshold``;
+    - Adam/AdamW (once the optimizer has state, i.e. from step 1): ``threshold`` = 2/η (GD's, for
+      reference), ``precond_sharpness`` λ_max(D^{1/2} H D^{1/2}) = λ_max(D H) (arXiv 2207.14484,
+      :func:`~gdlens.probes.stability.preconditioned_sharpness` with
+      :func:`~gdlens.probes.stability.adam_preconditioner`), ``precond_threshold`` =
+      (2+2β₁)/((1−β₁)η) (:func:`~gdlens.probes.stability.stability_threshold`), and
+      ``spike_warning`` = 1 when the directional curvature exceeds ``spike_margin · 2/η`` (Bai et
+      al. arXiv 2506.04805, :func:`~gdlens.probes.stability.spike_warning`);
+    - other optimizers: ``lambda_max`` and ``directional_curvature`` only (no threshold).
+
+    One Hessian operator (:func:`~gdlens.probes.hessian.hessian_operator`, ``backend``) serves
+    every number of a call. The eigenvalues come from :func:`~gdlens.operators.top_eigs`
+    (``k = 1``, ``v0_noise=1.0``) started from the eigenvectors of the previous call, which the
+    probe returns in its state (``{"v": …, "v_pre": …}``, kept and checkpointed by the Recorder:
+    one probe serves any number of runs), to relative residual ``tol``: the eigenvalue is within
+    ``tol·λ`` of the exact one, and typically within ``(tol·λ)²/gap`` (with the default 1e-2,
+    within 2e-3 relative on the runs of ``bench/probes.py``, 1e-5 with ``tol=1e-3`` at ~1.5× the
+    cost).
+
+    Cost per call: one gradient graph, then about 5–20 Hessian–vector products (each ≈ 1–2
+    training steps) per eigenvalue — two eigenvalues for Adam — plus one product for the
+    directional curvature: 15–30 training steps' worth on the runs of ``bench/probes.py``, so
+    the default 8 log-spaced steps (9 calls with step 0) cost about 10% of a 2000–3000-step run
+    and less of longer ones. ``max_samples`` makes each product cheaper on large batches; a
+    sparser schedule or a looser ``tol`` cuts the number of products.
     """
-    flat0, f = _flat_loss(loss_fn, params)
-    s = _preconditioner(preconditioner, params, flat0).sqrt()
-    hvp = _hvp_matmat(f, flat0, vectorize)
-    return CallableOperator(
-        lambda U: s * hvp(s * U), (flat0.numel(),), is_symmetric=True, dtype=flat0.dtype, device=flat0.device
+
+    max_samples: int | None = None
+    tol: float = 1e-2
+    max_matvecs: int = 300
+    backend: str = "autograd"
+    spike_margin: float = 1.0
+    seed: int = 0
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=8))
+    name: str = "sharpness"
+
+    title = "Sharpness and stability thresholds"
+    metric_specs = (
+        Metric("lambda_max", "sharpness", "λ_max(H), H = ∇²L(θ) of the training loss", "loss/θ²"),
+        Metric("threshold", "GD stability threshold", "2/η; (2+2β)/η with heavy-ball momentum β", "loss/θ²"),
+        Metric("precond_sharpness", "Adam's preconditioned sharpness",
+               "λ_max(D^{1/2} H D^{1/2}) = λ_max(D H), D = 1/(√v̂ + ε)", "loss/θ²"),
+        Metric("precond_threshold", "Adam's stability threshold", "(2+2β₁)/((1−β₁)η)", "loss/θ²"),
+        Metric("directional_curvature", "curvature along the update",
+               "gᵀHg/gᵀg (SGD); (Dg)ᵀH(Dg)/gᵀDg (Adam)", "loss/θ²"),
+        Metric("spike_warning", "spike warning",
+               "1 when λ_max > margin·threshold (SGD) or the directional curvature > margin·2/η (Adam)"),
+    )
+    panels = (
+        Panel("Sharpness against 2/η", ("lambda_max", "threshold"),
+              "λ_max(H) and the threshold 2/η [loss/θ²]", yscale="auto"),
+        Panel("Adam: preconditioned sharpness against its threshold", ("precond_sharpness", "precond_threshold"),
+              "λ_max(D H), D = 1/(√v̂+ε), and (2+2β₁)/((1−β₁)η) [loss/θ²]", yscale="auto"),
+        Panel("Curvature along the update", ("directional_curvature", "threshold"),
+              "dᵀHd / dᵀD⁻¹d along the step d = D g, and 2/η [loss/θ²]", yscale="auto"),
+        Panel("Spike warning", ("spike_warning",), "1 = above the threshold", yscale="linear", ylim=(0.0, 1.0)),
     )
 
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples must be a positive int or None, got {self.max_samples}")
+        if self.backend not in HESSIAN_BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; allowed: {HESSIAN_BACKENDS}")
 
-def preconditioned_sharpness(
-    loss_fn: LossFn,
-    params: Any,
-    optimizer: Any,
-    method: str = "lanczos",
-    tol: float | None = None,
-    seed: int | torch.Generator = 0,
-    vectorize: bool = True,
-    block_size: int | None = None,
-    max_matvecs: int | None = None,
-) -> float:
-    """Adam's preconditioned sharpness ``λ_max(D H)``, ``D = diag(1/(√v̂ + ε))`` (arXiv 2207.14484).
+    def settings(self) -> dict[str, Any]:
+        return {"tol": self.tol, "max_samples": self.max_samples, "backend": self.backend,
+                "spike_margin": self.spike_margin}
 
-    Near a point θ, Adam (ignoring momentum) iterates ``δθ ← (I − η D H) δθ``, so it is stable
-    while ``λ_max(D H) < 2/η`` (``(2 + 2β₁)/((1 − β₁)η)`` with momentum, see
-    :func:`stability_threshold`). ``D H`` is not symmetric, but it is similar to the symmetric
-    ``D^{1/2} H D^{1/2} = D^{-1/2} (D H) D^{1/2}``, which has the same (real) eigenvalues; we run
-    symmetric Lanczos (:func:`gdlens.operators.top_eigs`) on that matrix, where its convergence
-    guarantees hold.
+    def reset(self) -> None:
+        """Deprecated no-op: the warm-start vectors live in the state the Recorder keeps."""
+        warnings.warn("SharpnessProbe.reset() does nothing: the state lives in the Recorder", DeprecationWarning,
+                      stacklevel=2)
 
-    Args:
-        loss_fn, params: as in :func:`hessian_operator`; ``params`` must be the optimizer's own
-            tensors (looked up in its state by identity).
-        optimizer: a ``torch.optim.Adam``/``AdamW`` that has taken a step, or a positive flat
-            diagonal D ``(n,)`` directly.
-        method, tol, seed, block_size, max_matvecs: as in :func:`top_hessian_eig`.
+    def _loss(self, ctx: ProbeContext) -> Callable[[nn.Module], Tensor] | None:
+        if ctx.batch is None or (self.max_samples is None and ctx.loss_fn is not None):
+            return ctx.loss_fn
+        data = ctx.batch if self.max_samples is None else ctx.batch.subset(slice(0, self.max_samples))
+        return lambda m: data.loss_value(forward(m, data.x)[0])
 
-    Returns:
-        ``λ_max(D^{1/2} H D^{1/2})`` as a float.
+    def init(self, ctx: ProbeContext) -> dict[str, Tensor | None]:
+        """Checks the optimizer (one learning rate) before any update; no warm start yet."""
+        if ctx.optimizer is not None:
+            learning_rate(ctx.optimizer)
+        return {"v": None, "v_pre": None}
 
-    Raises:
-        ValueError: if the optimizer is not Adam/AdamW or has no state yet.
-    """
-    if isinstance(optimizer, torch.optim.Optimizer) and not isinstance(optimizer, torch.optim.Adam):
-        raise ValueError(
-            f"preconditioned_sharpness needs a torch.optim.Adam or torch.optim.AdamW optimizer, got "
-            f"{type(optimizer).__name__}"
-        )
-    A = preconditioned_hessian_operator(loss_fn, params, optimizer, vectorize)
-    eigs = top_eigs(
-        A, 1, which="largest", method=method, tol=tol, seed=seed, block_size=block_size, max_matvecs=max_matvecs
-    )
-    return float(eigs.values[0])
-
-
-def directional_curvature(
-    loss_fn: LossFn,
-    params: Any,
-    direction: Any = None,
-    preconditioner: Any = None,
-    hessian: LinearOperator | None = None,
-) -> float:
-    """Curvature of the loss along a direction: a Rayleigh quotient of the (preconditioned) Hessian.
-
-    Without a preconditioner, with g = ∇L(θ) and d = ``direction`` (default d = g):
-
-        λ_dir = dᵀ H d / dᵀ d,
-
-    the gradient-directional curvature; it lies in [λ_min(H), λ_max(H)] and reaches λ_max when
-    the gradient aligns with the top eigenvector (Bai et al. arXiv 2506.04805).
-
-    With a positive diagonal preconditioner D (flat, shaped like params, or an Adam/AdamW optimizer
-    for ``D = 1/(√v̂ + ε)``), the default direction is the preconditioned step direction
-    ``d = D g`` (Adam's update with β₁ = 0; for the momentum direction ``m̂/(√v̂+ε)`` pass it as
-    ``direction``) and
-
-        λ_dir = dᵀ H d / dᵀ D⁻¹ d,
-
-    the Rayleigh quotient of the symmetric preconditioned Hessian ``D^{1/2} H D^{1/2}`` at
-    ``D^{-1/2} d`` (for d = D g: ``gᵀDHDg / gᵀDg``). It is bounded by
-    :func:`preconditioned_sharpness` and compared with the same threshold (:func:`spike_warning`).
-
-    ``hessian``: the Hessian at the same point, already built (:func:`hessian_operator`), to
-    apply instead of a new Hessian–vector product; one from the ``"autograd"`` backend also
-    supplies the gradient it was built from (its ``gradient`` attribute), so the call then costs
-    a single backward pass.
-
-    Returns:
-        λ_dir as a float; ``nan`` when the direction is zero (e.g. g = 0 at a critical point).
-    """
-    if hessian is None or (direction is None and getattr(hessian, "gradient", None) is None):
-        flat0, f = _flat_loss(loss_fn, params)
-        grad_f = torch.func.grad(lambda v: f(v).reshape(()))
-    else:
-        flat0, _ = flatten_params(params)
-    if hessian is not None and hessian.shape_in != (flat0.numel(),):
-        raise ValueError(f"hessian acts on {hessian.shape_in}, the parameters have {flat0.numel()} entries")
-    D = None if preconditioner is None else _preconditioner(preconditioner, params, flat0)
-    if direction is None:
-        g = getattr(hessian, "gradient", None)
-        g = grad_f(flat0).detach() if g is None else g.to(device=flat0.device, dtype=flat0.dtype)
-        d = g if D is None else D * g
-    else:
-        d = flat_vector(direction, params, flat0.numel(), "direction").to(device=flat0.device, dtype=flat0.dtype)
-    denom = (d * d).sum() if D is None else (d * d / D).sum()
-    if float(denom) == 0.0:
-        return float("nan")
-    if hessian is None:
-        Hd = torch.func.jvp(grad_f, (flat0,), (d,))[1]
-    else:
-        Hd = hessian.matmat(d.unsqueeze(0))[0]
-    return float((d * Hd).sum() / denom)
-
-
-# ---------------------------------------------------------------------- thresholds
-def stability_threshold(lr: float, optimizer: str = "sgd", beta1: float = 0.9) -> float:
-    """Largest (preconditioned) curvature at which the optimizer is linearly stable on a quadratic.
-
-    - ``"sgd"`` / ``"gd"``: ``2/η`` (arXiv 2103.00065); compare with ``λ_max(H)``.
-    - ``"momentum"`` (heavy ball, PyTorch's SGD momentum without dampening, β = ``beta1``):
-      ``(2 + 2β)/η``; compare with ``λ_max(H)``.
-    - ``"adam"`` / ``"adamw"``: ``(2 + 2β₁)/((1 − β₁)η)`` (38/η at β₁ = 0.9; arXiv 2207.14484),
-      compare with ``λ_max(D H)`` (:func:`preconditioned_sharpness`). β₁ = 0 gives ``2/η``.
-
-    All follow from the recursion ``x_{t+1} = x_t − η c λ x_t + β (x_t − x_{t−1})`` on one
-    eigendirection (c = 1 for SGD, c = 1 − β for Adam's EMA momentum), stable iff
-    ``η c λ < 2 + 2β``.
-    """
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if not 0.0 <= beta1 < 1.0:
-        raise ValueError(f"beta1 must lie in [0, 1), got {beta1}")
-    name = optimizer.lower()
-    if name in ("sgd", "gd"):
-        return 2.0 / lr
-    if name in ("momentum", "heavy_ball"):
-        return (2.0 + 2.0 * beta1) / lr
-    if name in ("adam", "adamw"):
-        return (2.0 + 2.0 * beta1) / ((1.0 - beta1) * lr)
-    raise ValueError(f"unknown optimizer {optimizer!r}; allowed: 'sgd', 'gd', 'momentum', 'heavy_ball', 'adam', 'adamw'")
-
-
-def spike_warning(
-    curvature: float | Tensor,
-    lr: float,
-    optimizer: str = "adam",
-    beta1: float = 0.0,
-    margin: float = 1.0,
-) -> bool:
-    """``True`` when a curvature exceeds ``margin ×`` the stability threshold.
-
-    Bai et al. (arXiv 2506.04805) find that an Adam loss spike sets in when the
-    gradient-directional curvature of the preconditioned Hessian (:func:`directional_curvature`
-    with the Adam preconditioner) exceeds ``2/η``, the threshold their analysis derives without
-    momentum — the default here (``optimizer="adam", beta1=0``). Pass ``beta1`` for the
-    momentum-corrected threshold of :func:`stability_threshold`, ``optimizer="sgd"`` for the
-    edge-of-stability check ``λ_max(H) > 2/η``, or ``margin < 1`` to warn early.
-    """
-    if not margin > 0:
-        raise ValueError(f"margin must be positive, got {margin}")
-    return bool(float(curvature) > margin * stability_threshold(lr, optimizer, beta1))
+    def compute(self, ctx: ProbeContext, state: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+        loss_fn = self._loss(ctx)
+        if loss_fn is None:
+            return {}, state
+        opt = ctx.optimizer
+        params = trainable_params(ctx.model, opt)
+        loss = functional_loss(ctx.model, loss_fn)
+        H = hessian_operator(loss, params, backend=self.backend)
+        n = H.size_in
+        eig = dict(tol=self.tol, max_matvecs=self.max_matvecs, seed=self.seed, v0_noise=1.0, return_vectors=True)
+        top = top_hessian_eig(loss, params, hessian=H, v0=_warm_start(state.get("v"), n), **eig)
+        state = {**state, "v": top.vectors[0].detach()}
+        out = {"lambda_max": float(top.values[0])}
+        if opt is None:
+            out["directional_curvature"] = directional_curvature(loss, params, hessian=H)
+            return out, state
+        lr = learning_rate(opt)
+        if isinstance(opt, torch.optim.Adam):  # AdamW included
+            out["threshold"] = stability_threshold(lr, "sgd")
+            if not has_adam_state(opt, params):
+                return out, state
+            beta1 = float(opt.param_groups[0]["betas"][0])
+            D = adam_preconditioner(opt, params)
+            pre = preconditioned_sharpness(loss, params, D, hessian=H, v0=_warm_start(state.get("v_pre"), n), **eig)
+            state["v_pre"] = pre.vectors[0].detach()
+            out["precond_sharpness"] = float(pre.values[0])
+            out["precond_threshold"] = stability_threshold(lr, "adam", beta1=beta1)
+            curv = directional_curvature(loss, params, preconditioner=D, hessian=H)
+            out["directional_curvature"] = curv
+            out["spike_warning"] = float(spike_warning(curv, lr, "adam", beta1=0.0, margin=self.spike_margin))
+            return out, state
+        out["directional_curvature"] = directional_curvature(loss, params, hessian=H)
+        if isinstance(opt, torch.optim.SGD):
+            momentum = float(opt.param_groups[0].get("momentum", 0.0))
+            kind = "momentum" if momentum > 0 else "sgd"
+            out["threshold"] = stability_threshold(lr, kind, beta1=momentum)
+            out["spike_warning"] = float(spike_warning(out["lambda_max"], lr, kind, beta1=momentum,
+                                                       margin=self.spike_margin))
+        return out, state
