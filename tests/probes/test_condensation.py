@@ -25,6 +25,7 @@ from gdlens.probes.condensation import (
     ordered_similarity,
     relative_change,
 )
+from gdlens.probes.plumbing import resolve_layer
 
 F64 = torch.float64
 
@@ -226,6 +227,30 @@ def mlp(input_size=1, width=16, output_size=1, seed=0, dtype=F64, **kw) -> gd.mo
 
 def keys(result, probe_name: str) -> set[str]:
     return {k.split("/", 1)[1] for k in result.history if k.startswith(probe_name + "/")}
+
+
+def test_resolve_layer():
+    model = mlp(input_size=2, width=8, output_size=1, depth=2)
+    assert resolve_layer(model) == ("net.0.weight", "net.0.bias")
+    assert resolve_layer(model, "net.2") == ("net.2.weight", "net.2.bias")
+    assert resolve_layer(model, "net.4.weight") == ("net.4.weight", "net.4.bias")
+    gru = gd.models.GRU(2, 4, 1)
+    with pytest.raises(ValueError, match="layer='weight_ih'"):  # its only nn.Linear is the readout: ask
+        resolve_layer(gru)
+    assert resolve_layer(gru, "weight_ih") == ("weight_ih", "bias_ih")  # weight_* -> bias_*
+    assert resolve_layer(gru, "readout") == ("readout.weight", "readout.bias")
+
+    class Bare(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.v = nn.Parameter(torch.zeros(3))
+            self.W = nn.Parameter(torch.zeros(5, 3))
+
+    assert resolve_layer(Bare()) == ("W", None)
+    with pytest.raises(ValueError, match="no submodule 'nope'"):
+        resolve_layer(model, "nope")
+    with pytest.raises(ValueError, match="has no 'weight'"):
+        resolve_layer(model, "net.1")
 
 
 def test_condensation_probe_matches_the_pure_functions():

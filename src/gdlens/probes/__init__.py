@@ -29,13 +29,11 @@ from gdlens.probes.training import (
     RelativeChangeProbe,
     default_probes,
 )
-from gdlens.probes.wrappers import (
-    CondensationProbe,
-    FrequencyProbe,
-    NTKProbe,
-    RepresentationProbe,
-    SharpnessProbe,
-)
+from gdlens.probes.condensation import CondensationProbe
+from gdlens.probes.frequency import FrequencyProbe
+from gdlens.probes.ntk import NTKProbe
+from gdlens.probes.sharpness import SharpnessProbe
+from gdlens.probes.wrappers import RepresentationProbe
 
 __all__ = [
     "clocks",
