@@ -1,20 +1,20 @@
-"""Dimensionality, PCA and norms on data and weights with known spectra."""
+"""Dimensionality and PCA on data with known spectra; the representation probe against the
+pure functions applied by hand to the same model states."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+from torch import nn
 
-from gdlens.probes.representation import (
-    end_to_end,
-    nuclear_norm,
-    parameter_norms,
-    participation_ratio,
-    pca,
-    schatten_norm,
-)
+import gdlens as gd
+from gdlens.probes import ProbeContext, RepresentationProbe, Schedule
+from gdlens.probes.plumbing import layer_activations, spread_indices
+from gdlens.probes.representation import participation_ratio, pca
+from gdlens.probes.similarity import linear_cka
 
 F64 = torch.float64
 
@@ -70,48 +70,126 @@ def test_pca_of_r_equal_directions():
     assert float(res.explained_variance_ratio[4]) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_schatten_and_nuclear_norms_of_the_product():
-    W1, W2, W3 = randn(5, 3, seed=7), randn(4, 5, seed=8), randn(2, 4, seed=9)
-    M = W3 @ W2 @ W1
-    s = torch.linalg.svdvals(M)
-    ws = [W1, W2, W3]
-    assert torch.allclose(end_to_end(ws), M)
-    assert nuclear_norm(ws) == pytest.approx(float(s.sum()), rel=1e-12)
-    assert schatten_norm(ws, 2) == pytest.approx(float(M.norm()), rel=1e-12)  # Frobenius
-    assert schatten_norm(ws, math.inf) == pytest.approx(float(s.max()), rel=1e-12)
-    assert schatten_norm(ws, 3) == pytest.approx(float((s**3).sum() ** (1 / 3)), rel=1e-12)
-    assert schatten_norm(ws, 0.5) == pytest.approx(float((s**0.5).sum() ** 2), rel=1e-12)
-    assert nuclear_norm(W1) == pytest.approx(float(torch.linalg.svdvals(W1).sum()))
-
-
-def test_parameter_norms():
-    params = {"a.weight": torch.full((2, 2), 1.0, dtype=F64), "a.bias": torch.tensor([3.0, 0.0], dtype=F64),
-              "b.weight": torch.tensor([[12.0]], dtype=F64)}
-    norms = parameter_norms(params)
-    assert norms["a.weight"] == pytest.approx(2.0) and norms["a.bias"] == pytest.approx(3.0)
-    assert norms["b.weight"] == pytest.approx(12.0)
-    assert norms["total"] == pytest.approx(math.sqrt(4 + 9 + 144))
-    assert sum(v**2 for k, v in norms.items() if k != "total") == pytest.approx(norms["total"] ** 2)
-    by_layer = parameter_norms(params, groups=lambda name: name.split(".")[0])
-    assert by_layer == pytest.approx({"a": math.sqrt(13), "b": 12.0, "total": math.sqrt(157)})
-    explicit = parameter_norms(params.items(), groups={"weights": ["a.weight", "b.weight"]})
-    assert explicit["weights"] == pytest.approx(math.sqrt(148))
-    model = torch.nn.Linear(3, 2).double()
-    mn = parameter_norms(model.named_parameters())
-    w, b = model.weight.detach(), model.bias.detach()
-    assert mn["total"] == pytest.approx(math.sqrt(float(w.norm() ** 2 + b.norm() ** 2)))
-
-
 def test_bad_inputs():
-    with pytest.raises(ValueError, match=r"weights\[1\] has shape \(4, 6\).*weights\[0\].*\(5, 3\)"):
-        schatten_norm([randn(5, 3), randn(4, 6)])
-    with pytest.raises(ValueError, match="p must be positive"):
-        schatten_norm([randn(2, 2)], p=0)
     with pytest.raises(ValueError, match=r"\(5,\)"):
         participation_ratio(randn(5))
     with pytest.raises(ValueError, match="k must be"):
         pca(randn(10, 3), k=4)
-    with pytest.raises(ValueError, match="unknown parameters"):
-        parameter_norms({"w": randn(2)}, groups={"g": ["v"]})
-    with pytest.raises(ValueError, match="total"):
-        parameter_norms({"total": randn(2)})
+
+
+def test_participation_ratio_is_one_implementation_with_nan_on_data_that_does_not_vary():
+    assert participation_ratio is gd.operators.participation_ratio
+    X = randn(40, 6, seed=11) @ randn(6, 6, seed=12)
+    lam = torch.linalg.eigvalsh(torch.cov(X.T))
+    assert participation_ratio(X) == pytest.approx(float(lam.sum() ** 2 / (lam**2).sum()), rel=1e-10)
+    second = torch.linalg.eigvalsh(X.T @ X)  # about the origin
+    assert participation_ratio(X, centre=False) == pytest.approx(float(second.sum() ** 2 / (second**2).sum()), rel=1e-10)
+    assert participation_ratio(X.float()) == pytest.approx(participation_ratio(X.float().double()), rel=1e-12)
+    assert math.isnan(participation_ratio(torch.zeros(5, 3)))
+    assert math.isnan(participation_ratio(torch.ones(5, 3) * 2.5))  # constant rows: no variance
+    assert math.isnan(participation_ratio(torch.zeros(5, 3), centre=False))
+    assert participation_ratio(torch.ones(5, 3), centre=False) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        participation_ratio(randn(1, 3))
+
+
+# ---------------------------------------------------------------------- the probe
+class Snapshots:
+    """A probe that keeps a copy of the model at its steps (to recompute earlier states)."""
+
+    name = "snap"
+
+    def __init__(self, every: int) -> None:
+        self.schedule = Schedule(every=every)
+        self.models: dict[int, nn.Module] = {}
+
+    def compute(self, ctx: ProbeContext) -> dict:
+        self.models[ctx.step] = copy.deepcopy(ctx.model)
+        return {}
+
+
+def mlp(width=32, seed=0, dtype=torch.float32) -> gd.models.MLP:
+    torch.manual_seed(seed)
+    return gd.models.MLP(1, width, 1).to(dtype)
+
+
+def keys(result, probe_name: str) -> set[str]:
+    return {k.split("/", 1)[1] for k in result.history if k.startswith(probe_name + "/")}
+
+
+def test_representation_probe_matches_participation_ratio_and_cka():
+    model = mlp()
+    data = gd.tasks.fourier_1d(frequencies=(1, 4), n_points=64)
+    snaps = Snapshots(every=10)
+    probes = [RepresentationProbe(n_samples=16, schedule=Schedule(every=10)),
+              RepresentationProbe(layer="net.1", n_samples=16, name="relu", schedule=Schedule(every=10)), snaps]
+    result = gd.train(model, data, lr=3e-2, steps=20, probes=probes, progress=False)
+    assert keys(result, "representation") == {"participation_ratio", "max_rank", "cka_init", "cka_prev"}
+    x = data.x[spread_indices(64, 16)]
+
+    def acts(m):
+        with torch.no_grad():
+            return m.net[1](m.net[0](x))
+
+    A, A0, A10 = acts(model), acts(snaps.models[0]), acts(snaps.models[10])
+    last = result.recorder.last
+    lam = torch.linalg.eigvalsh(torch.cov(A.double().T))
+    assert last("representation/participation_ratio") == pytest.approx(float(lam.sum() ** 2 / (lam**2).sum()), rel=1e-6)
+    assert last("representation/max_rank") == 15  # min(16 − 1, 32)
+    assert last("representation/cka_init") == pytest.approx(linear_cka(A, A0), rel=1e-6)
+    assert last("representation/cka_prev") == pytest.approx(linear_cka(A, A10), rel=1e-6)
+    assert result.series("representation/cka_init")[1][0] == pytest.approx(1.0, abs=1e-6)
+    assert result.series("representation/cka_prev")[0].tolist() == [10, 20]
+    assert last("representation/cka_init") < 1 - 1e-4  # the representation moved
+    # the input of the last Linear is the ReLU's output: the same numbers by layer name
+    for k in ("participation_ratio", "cka_init", "cka_prev"):
+        assert last(f"relu/{k}") == pytest.approx(last(f"representation/{k}"), rel=1e-6)
+    for panel in RepresentationProbe.panels:  # every key a panel draws is recorded
+        assert set(panel.keys) | {panel.bound} - {None} <= keys(result, "representation")
+
+
+def test_one_representation_probe_serves_two_runs_each_against_its_own_first_step():
+    data = gd.tasks.fourier_1d(frequencies=(1, 4), n_points=64)
+    probe = RepresentationProbe(n_samples=16, schedule=Schedule(every=10))
+    x = data.x[spread_indices(64, 16)]
+    for seed in (0, 1):
+        model = mlp(seed=seed)
+        first = layer_activations(model, x)
+        result = gd.train(model, data, lr=3e-2, steps=20, probes=[probe], progress=False)
+        cka = result.series("representation/cka_init")[1]
+        assert cka[0] == pytest.approx(1.0, abs=1e-6)  # run 2 is not compared with run 1's activations
+        assert cka[-1] == pytest.approx(linear_cka(layer_activations(model, x), first), rel=1e-6)
+        assert result.recorder.states["representation"]["x"].shape == (16, 1)
+
+
+def test_representation_probe_on_a_state_space_model_and_errors():
+    torch.manual_seed(0)
+    gru = gd.models.GRU(2, 4, 2).to(F64)
+    seq = gd.tasks.flip_flop(batch_size=6, T=5, bits=2, pulse_prob=0.3, dtype=F64)
+    with torch.no_grad():
+        _, z = gru(seq.x)
+    acts = layer_activations(gru, seq.x)
+    assert acts.shape == (6 * 5, 4) and torch.equal(acts, z.reshape(-1, 4))
+    # gdlens' state-space models compute their readout from the parameters, not by calling the
+    # readout submodule: a hook on it never fires, and the probe says so at its first step
+    with pytest.raises(ValueError, match="'readout' was not called"):
+        RepresentationProbe(layer="readout").init(ProbeContext(0, gru, batch=seq))
+    probe = RepresentationProbe(debiased=True)
+    ctx = ProbeContext(0, gru, batch=seq)
+    state = probe.init(ctx)
+    out, state = probe.compute(ctx, state)
+    assert out["participation_ratio"] == pytest.approx(participation_ratio(z.reshape(-1, 4)), rel=1e-12)
+    assert out["max_rank"] == 4 and "cka_prev" not in out
+    assert out["cka_init"] == pytest.approx(1.0) and state["x"].shape == (6, 5, 2)
+    out, state = probe.compute(ctx, state)
+    assert out["cka_prev"] == pytest.approx(1.0)
+    with pytest.warns(DeprecationWarning, match="Recorder"):
+        probe.reset()
+    with pytest.warns(DeprecationWarning, match="state"):
+        assert probe.inputs is None
+    with pytest.raises(ValueError, match="no submodule"):
+        RepresentationProbe(layer="encoder").init(ctx)
+    with pytest.raises(ValueError, match="pass eval_data="):
+        RepresentationProbe(data="eval").init(ctx)
+    with pytest.raises(ValueError, match="n_samples"):
+        RepresentationProbe(n_samples=1)

@@ -1,33 +1,46 @@
-"""Geometry of representations and weights: dimensionality, principal components, norms.
+"""Geometry of representations: dimensionality, principal components, and their drift.
 
 Activations are ``(n, p)`` matrices (rows = inputs; trailing axes of ``(n, ...)`` tensors are
-flattened). Weights of a deep linear map are listed input-to-output, ``[W_1, ..., W_L]`` with
-``W_ℓ`` of shape ``(d_ℓ, d_{ℓ−1})`` (the ``nn.Linear.weight`` convention), so that the end-to-end
-map is ``W = W_L ⋯ W_1``.
+flattened; a layer's activations on sequences ``(B, T, H)`` are ``B·T`` rows, see
+:func:`~gdlens.probes.plumbing.layer_activations`).
 
-- Participation ratio of the activation covariance, an effective dimensionality (Gao et al.
-  2017, "A theory of multineuronal dimensionality, dynamics and measurement", bioRxiv; used
-  for deep networks by Recanatesi et al., arXiv 1906.00443).
-- Schatten norms of the end-to-end map of a deep linear network, which gradient descent drives
-  towards low rank (Arora, Cohen, Hu, Luo, "Implicit regularization in deep matrix
-  factorization", arXiv 1905.13655, who compare that bias with nuclear-norm minimisation).
+- :func:`participation_ratio` of the activation covariance, an effective dimensionality (Gao et
+  al. 2017, "A theory of multineuronal dimensionality, dynamics and measurement", bioRxiv; used
+  for deep networks by Recanatesi et al., arXiv 1906.00443). One implementation for the whole
+  package: :func:`gdlens.operators.participation_ratio`, nan on data with no variance.
+- :func:`pca`, the principal components.
+- :class:`RepresentationProbe`: participation ratio of one layer's activations during training
+  and their linear CKA (:mod:`~gdlens.probes.similarity`) with the first and the previous
+  recorded activations.
+
+The norms of the weights (:func:`parameter_norms`, :func:`schatten_norm`, :func:`nuclear_norm`,
+:func:`end_to_end`) live in :mod:`gdlens.probes.parameters`; their names stay importable here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
-from gdlens.probes._utils import as_rows, as_tensor, leaves
+from gdlens.operators import participation_ratio
+from gdlens.probes._utils import as_rows
+from gdlens.probes.base import ProbeContext, Schedule, as_schedule
+from gdlens.probes.parameters import end_to_end, nuclear_norm, parameter_norms, schatten_norm
+from gdlens.probes.plumbing import check_data_choice, layer_activations, probe_data, spread_indices
+from gdlens.probes.similarity import linear_cka
+from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
     "participation_ratio",
     "pca",
     "PCA",
+    "RepresentationProbe",
+    # the norms of the weights, from gdlens.probes.parameters
     "end_to_end",
     "schatten_norm",
     "nuclear_norm",
@@ -42,24 +55,6 @@ def _centred(acts: Any, name: str = "acts") -> Tensor:
     if X.shape[0] < 2:
         raise ValueError(f"{name} needs at least 2 rows (inputs) to have a covariance, got shape {tuple(X.shape)}")
     return X - X.mean(0, keepdim=True)
-
-
-def participation_ratio(acts: Tensor) -> float:
-    """Participation ratio of activations ``(n, p)``: an effective number of dimensions,
-
-        PR = (Σ_i λ_i)² / Σ_i λ_i² = (tr C)² / ‖C‖_F²,   C = X_cᵀ X_c / (n − 1),
-
-    λ_i the eigenvalues of the covariance C of the column-centred activations X_c. PR ∈ [1, rank C]:
-    r for data spread with equal variance over r orthogonal directions, close to 1 when one
-    direction dominates. Computed from the smaller of the two Gram matrices ``X_cᵀX_c`` and
-    ``X_c X_cᵀ`` (same non-zero spectrum), without an eigendecomposition. ``nan`` for constant data.
-    """
-    X = _centred(acts)
-    n, p = X.shape
-    G = X @ X.T if n <= p else X.T @ X
-    tr = torch.diagonal(G).sum()
-    f2 = (G * G).sum()
-    return float(tr**2 / f2) if bool(f2 > 0) else math.nan
 
 
 class PCA(NamedTuple):
@@ -110,91 +105,102 @@ def pca(acts: Tensor, k: int | None = None) -> PCA:
     return PCA(comps, var[:k], ratio, X0.mean(0))
 
 
-def end_to_end(weights: Tensor | Sequence[Tensor]) -> Tensor:
-    """The end-to-end matrix ``W_L ⋯ W_1`` of weights listed input-to-output (``W_ℓ`` of shape
-    ``(d_ℓ, d_{ℓ−1})``); one matrix passes through. Raises ValueError naming the layers whose
-    shapes do not chain."""
-    if isinstance(weights, Tensor):
-        weights = [weights]
-    weights = [as_tensor(w, f"weights[{i}]") for i, w in enumerate(weights)]
-    if not weights:
-        raise ValueError("weights is empty")
-    for i, w in enumerate(weights):
-        if w.dim() != 2:
-            raise ValueError(f"weights[{i}] must be a matrix (d_out, d_in), got shape {tuple(w.shape)}")
-    for i in range(1, len(weights)):
-        if weights[i].shape[1] != weights[i - 1].shape[0]:
-            raise ValueError(
-                f"weights do not chain: weights[{i}] has shape {tuple(weights[i].shape)} but weights[{i - 1}] has "
-                f"shape {tuple(weights[i - 1].shape)} (need weights[{i}].shape[1] == weights[{i - 1}].shape[0]; "
-                "list weights input-to-output)"
-            )
-    M = weights[0].detach()
-    for w in weights[1:]:
-        M = w.detach().to(M.dtype) @ M
-    return M
+def max_participation_ratio(acts: Tensor) -> int:
+    """The largest participation ratio activations of this shape can have: the rank bound
+    ``min(n − 1, p)`` of the covariance of n centred rows of p features (rows and features as
+    in :func:`participation_ratio`)."""
+    X = as_rows(acts, "acts")
+    return max(min(X.shape[0] - 1, X.shape[1]), 1)
 
 
-def schatten_norm(weights: Tensor | Sequence[Tensor], p: float = 2.0) -> float:
-    """Schatten p-norm of the end-to-end map ``W = W_L ⋯ W_1``:
+# ---------------------------------------------------------------------------------- the probe
+@dataclass
+class RepresentationProbe:
+    """Dimensionality and drift of one layer's representation.
 
-        ‖W‖_{S_p} = (Σ_i σ_i(W)^p)^{1/p},
+    At its first step (``init``) the probe fixes ``n_samples`` trials of the training batch
+    (``data="eval"``: of the held-out data) spread evenly over it
+    (:func:`~gdlens.probes.plumbing.spread_indices`; all of them when the batch is smaller) and
+    reads the activations of ``layer`` on them (:func:`~gdlens.probes.plumbing.layer_activations`:
+    a submodule's output through a forward hook; default the hidden states z of a state-space
+    model, or else the input of the last ``nn.Linear``). Each call records, on those inputs:
 
-    σ_i the singular values. p = 1 is the nuclear norm, p = 2 the Frobenius norm, p = ∞
-    (``math.inf``) the spectral norm; 0 < p < 1 gives the Schatten quasi-norm.
+    - ``participation_ratio``: (Σλ)²/Σλ² of the activations' covariance
+      (:func:`participation_ratio`); ``max_rank``: its largest possible value min(rows − 1, p)
+      (:func:`max_participation_ratio`), the dimension line of its panel;
+    - ``cka_init``: linear CKA (:func:`~gdlens.probes.similarity.linear_cka`, arXiv 1905.00414;
+      ``debiased`` for the unbiased HSIC) with the activations of the probe's first step: 1 while
+      the representation only rotates or rescales, lower as it drifts;
+    - ``cka_prev``: the same with the previous recorded step (from the second call on).
+
+    The state (kept by the Recorder, one per run) holds the fixed inputs and the first and the
+    previous activations. Cost per call: one forward pass on the fixed inputs and O(rows · p²)
+    for CKA and the participation ratio (rows = n_samples, or n_samples·T for sequences).
     """
-    if not p > 0:
-        raise ValueError(f"p must be positive (or math.inf), got {p}")
-    M = end_to_end(weights)
-    if not M.dtype.is_floating_point:
-        M = M.to(torch.float64)
-    s = torch.linalg.svdvals(M)
-    if math.isinf(p):
-        return float(s.max()) if s.numel() else 0.0
-    return float((s**p).sum() ** (1.0 / p))
 
+    layer: str | None = None
+    n_samples: int = 256
+    data: str = "train"
+    debiased: bool = False
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=20))
+    name: str = "representation"
 
-def nuclear_norm(weights: Tensor | Sequence[Tensor]) -> float:
-    """Nuclear norm ``‖W_L ⋯ W_1‖_* = Σ_i σ_i`` (:func:`schatten_norm` with p = 1)."""
-    return schatten_norm(weights, 1.0)
+    title: ClassVar[str] = "Representation"
+    metric_specs: ClassVar[tuple[Metric, ...]] = (
+        Metric("participation_ratio", "participation ratio of the layer's activations",
+               "(Σλ)²/Σλ², λ the eigenvalues of their covariance over the fixed inputs (rows: samples × steps)"),
+        Metric("max_rank", "largest possible participation ratio", "min(rows − 1, features)"),
+        Metric("cka_init", "linear CKA with the first recorded activations",
+               "‖YᵀX‖_F² / (‖XᵀX‖_F ‖YᵀY‖_F), X, Y column-centred (arXiv 1905.00414)"),
+        Metric("cka_prev", "linear CKA with the previous recorded activations",
+               "‖YᵀX‖_F² / (‖XᵀX‖_F ‖YᵀY‖_F), X, Y column-centred (arXiv 1905.00414)"),
+    )
+    panels: ClassVar[tuple[Panel, ...]] = (
+        Panel("Dimensionality of the representation", ("participation_ratio",),
+              "participation ratio (Σλ)²/Σλ² of the activations", ylim=(0, None), bound="max_rank"),
+        Panel("Drift of the representation", ("cka_init", "cka_prev"),
+              "linear CKA with the first / previous activations", yscale="linear", ylim=(0, 1)),
+    )
 
+    def __post_init__(self) -> None:
+        self.schedule = as_schedule(self.schedule)
+        check_data_choice(self.data)
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or self.n_samples < 2:
+            raise ValueError(f"n_samples must be an int of at least 2, got {self.n_samples!r}")
 
-def parameter_norms(
-    named_params: Any,
-    groups: Mapping[str, Sequence[str]] | Callable[[str], str | None] | None = None,
-) -> dict[str, float]:
-    """Euclidean norms of parameters, per tensor or per group, and of all of them.
+    def settings(self) -> dict[str, Any]:
+        return {"layer": self.layer or "default", "n_samples": self.n_samples, "data": self.data,
+                "debiased": self.debiased}
 
-    ``‖θ_g‖ = sqrt(Σ_{p ∈ g} Σ_j p_j²)``. Returns a dict of floats: one entry per parameter
-    (``groups=None``) or per group, plus ``"total"``, the norm of all parameters (so the squares
-    of the per-parameter entries sum to ``total²``; with groups that partition the parameters, so
-    do the groups').
+    def reset(self) -> None:
+        """Deprecated, does nothing: the state lives in the Recorder."""
+        warnings.warn("RepresentationProbe.reset() does nothing: the state lives in the Recorder",
+                      DeprecationWarning, stacklevel=2)
 
-    Args:
-        named_params: a dict name -> tensor or ``model.named_parameters()``.
-        groups: a dict group -> parameter names, or a function name -> group name (None leaves
-            the parameter out of every group; it still counts in ``"total"``).
-    """
-    names, tensors = leaves(named_params, "named_params")
-    sq = {n: float((t.detach().to(torch.float64) ** 2).sum()) for n, t in zip(names, tensors)}
-    out: dict[str, float]
-    if groups is None:
-        out = {n: math.sqrt(v) for n, v in sq.items()}
-    elif callable(groups):
-        acc: dict[str, float] = {}
-        for n in names:
-            g = groups(n)
-            if g is not None:
-                acc[str(g)] = acc.get(str(g), 0.0) + sq[n]
-        out = {g: math.sqrt(v) for g, v in acc.items()}
-    else:
-        out = {}
-        for g, members in groups.items():
-            missing = [m for m in members if m not in sq]
-            if missing:
-                raise ValueError(f"group {g!r} names unknown parameters {missing}; known: {names}")
-            out[str(g)] = math.sqrt(sum(sq[m] for m in members))
-    if "total" in out:
-        raise ValueError("a parameter or group is named 'total', which parameter_norms reserves for the overall norm")
-    out["total"] = math.sqrt(sum(sq.values()))
-    return out
+    @property
+    def inputs(self) -> None:
+        """Deprecated: the fixed inputs live in the probe's state (``recorder.states[name]["x"]``)."""
+        warnings.warn("RepresentationProbe.inputs is gone: the fixed inputs are the state's 'x' "
+                      "(recorder.states[probe.name]['x'])", DeprecationWarning, stacklevel=2)
+        return None
+
+    def init(self, ctx: ProbeContext) -> dict[str, Tensor | None]:
+        """Fixes the inputs and reads the first activations (ValueError naming ``data=`` or
+        ``layer=`` when there is no data or no layer to read)."""
+        data = probe_data(ctx, self.data)
+        if data is None:
+            where = "eval_data= (gd.train: a task with a test split)" if self.data == "eval" else "batch="
+            raise ValueError(f"RepresentationProbe(data={self.data!r}) has no data at step {ctx.step}: pass {where}")
+        x = data.x[spread_indices(data.x.shape[0], self.n_samples).to(data.x.device)].detach().clone()
+        return {"x": x, "first": layer_activations(ctx.model, x, self.layer), "prev": None}
+
+    def compute(self, ctx: ProbeContext, state: dict[str, Tensor | None]) -> tuple[dict[str, float], dict]:
+        acts = layer_activations(ctx.model, state["x"], self.layer)
+        out = {
+            "participation_ratio": participation_ratio(acts),
+            "max_rank": max_participation_ratio(acts),
+            "cka_init": linear_cka(acts, state["first"], debiased=self.debiased),
+        }
+        if state["prev"] is not None:
+            out["cka_prev"] = linear_cka(acts, state["prev"], debiased=self.debiased)
+        return out, {**state, "prev": acts}

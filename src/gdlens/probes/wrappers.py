@@ -43,9 +43,8 @@ from gdlens.probes.base import ProbeContext, Schedule, as_schedule, forward
 from gdlens.probes.condensation import CLUSTER_METHODS, orientation_clusters, orientation_similarity
 from gdlens.probes.frequency import error_by_frequency, spectral_peaks
 from gdlens.probes.ntk import kernel_distance, kernel_target_alignment, ntk_effective_rank, parameter_jacobian
-from gdlens.probes.representation import participation_ratio
+from gdlens.probes.representation import RepresentationProbe  # noqa: F401  (moved there)
 from gdlens.probes.sharpness import SharpnessProbe  # noqa: F401  (moved there)
-from gdlens.probes.similarity import linear_cka
 
 __all__ = [
     "CondensationProbe",
@@ -388,66 +387,3 @@ class NTKProbe:
         K4 = K4 - K4.mean(dim=2, keepdim=True)
         yc = y - y.mean(dim=0, keepdim=True)
         return kernel_target_alignment(K4.reshape(n * r, n * r), yc.reshape(-1))
-
-
-# ---------------------------------------------------------------------- representations
-@dataclass
-class RepresentationProbe:
-    """Dimensionality and drift of one layer's representation.
-
-    On ``n_samples`` trials of the training batch (``data="eval"``: the held-out data) spread
-    evenly over it (:func:`spread_indices`; all of them when the batch is smaller), fixed at the
-    first call, reads the activations of ``layer`` (:func:`layer_activations`:
-    a submodule's output through a forward hook; default the hidden states z of a state-space
-    model, or the input of the last ``nn.Linear``) and records:
-
-    - ``participation_ratio``: (Σλ)²/Σλ² of their covariance
-      (:func:`~gdlens.probes.representation.participation_ratio`);
-    - ``cka_init``: linear CKA (:func:`~gdlens.probes.similarity.linear_cka`, arXiv 1905.00414;
-      ``debiased`` for the unbiased HSIC) with the activations of the first recorded step, which
-      the probe keeps: 1 while the representation only rotates or rescales, lower as it drifts;
-    - ``cka_prev``: the same with the previous recorded step (from the second call on).
-
-    Cost per call: one forward pass on the fixed inputs and O(rows · p²) for CKA and the
-    participation ratio (rows = n_samples, or n_samples·T for sequences).
-    """
-
-    layer: str | None = None
-    n_samples: int = 256
-    data: str = "train"
-    debiased: bool = False
-    schedule: Schedule = field(default_factory=lambda: Schedule(log_points=20))
-    name: str = "representation"
-    _x: Tensor | None = field(default=None, init=False, repr=False)
-    _first: Tensor | None = field(default=None, init=False, repr=False)
-    _prev: Tensor | None = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.schedule = as_schedule(self.schedule)
-        _check_data_choice(self.data)
-        if self.n_samples < 2:
-            raise ValueError(f"n_samples must be at least 2, got {self.n_samples}")
-
-    def reset(self) -> None:
-        self._x, self._first, self._prev = None, None, None
-
-    @property
-    def inputs(self) -> Tensor | None:
-        """The fixed inputs (None before the first call)."""
-        return self._x
-
-    def compute(self, ctx: ProbeContext) -> dict[str, float]:
-        if self._x is None:
-            data = _data(ctx, self.data)
-            if data is None:
-                return {}
-            self._x = data.x[spread_indices(data.x.shape[0], self.n_samples).to(data.x.device)].detach().clone()
-        acts = layer_activations(ctx.model, self._x, self.layer)
-        out = {"participation_ratio": participation_ratio(acts)}
-        if self._first is None:
-            self._first = acts.clone()
-        out["cka_init"] = linear_cka(acts, self._first, debiased=self.debiased)
-        if self._prev is not None:
-            out["cka_prev"] = linear_cka(acts, self._prev, debiased=self.debiased)
-        self._prev = acts.clone()
-        return out
