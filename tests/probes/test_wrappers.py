@@ -1,10 +1,8 @@
 """The schedulable probes inside gd.train: recorded keys, and values equal to the pure functions
-applied by hand to the same model state (the final step, whose parameters the trained model
-keeps; earlier states are kept by a snapshot probe)."""
+applied by hand to the same model state. The tests of each probe live beside its module's
+(test_condensation, test_frequency, test_ntk, test_sharpness, test_representation, test_training)."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
@@ -23,29 +21,6 @@ from gdlens.probes import (
 from gdlens.probes.sharpness import top_hessian_eig
 
 F64 = torch.float64
-
-
-class Snapshots:
-    """A probe that keeps a copy of the model at its steps (to recompute earlier states)."""
-
-    name = "snap"
-
-    def __init__(self, every: int) -> None:
-        self.schedule = Schedule(every=every)
-        self.models: dict[int, nn.Module] = {}
-
-    def compute(self, ctx: ProbeContext) -> dict:
-        self.models[ctx.step] = copy.deepcopy(ctx.model)
-        return {}
-
-
-def mlp(input_size=1, width=16, output_size=1, seed=0, dtype=F64, **kw) -> gd.models.MLP:
-    torch.manual_seed(seed)
-    return gd.models.MLP(input_size, width, output_size, **kw).to(dtype)
-
-
-def keys(result, probe_name: str) -> set[str]:
-    return {k.split("/", 1)[1] for k in result.history if k.startswith(probe_name + "/")}
 
 
 def test_probes_follow_the_protocol_with_log_schedules_by_default():
