@@ -6,7 +6,8 @@ numbers out), each with its math and paper in the docstring.
 - :mod:`~gdlens.probes.sharpness`: Hessian sharpness, Adam's preconditioned sharpness, stability thresholds.
 - :mod:`~gdlens.probes.ntk`: the empirical NTK and its motion.
 - :mod:`~gdlens.probes.similarity`: CKA and neuron matching.
-- :mod:`~gdlens.probes.representation`: participation ratio, PCA, Schatten and parameter norms.
+- :mod:`~gdlens.probes.representation`: participation ratio, PCA, representation drift.
+- :mod:`~gdlens.probes.parameters`: parameter norms, relative change, Schatten norms.
 
 Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the training
 :class:`~gdlens.train.Recorder`) wrap these functions: :mod:`~gdlens.probes.training`
@@ -17,7 +18,7 @@ Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the 
 hidden-state similarity and update alignment between the tasks of a multi-task batch).
 """
 
-from gdlens.probes import clocks, condensation, frequency, ntk, representation, sharpness, similarity
+from gdlens.probes import clocks, condensation, frequency, ntk, parameters, representation, sharpness, similarity
 from gdlens.probes.base import Probe, ProbeContext, Schedule, as_schedule
 from gdlens.probes.clocks import ClockProbe, EnergyProbe, HeadEmbeddingProbe
 from gdlens.probes.kp import KPProbe
@@ -33,7 +34,7 @@ from gdlens.probes.condensation import CondensationProbe
 from gdlens.probes.frequency import FrequencyProbe
 from gdlens.probes.ntk import NTKProbe
 from gdlens.probes.sharpness import SharpnessProbe
-from gdlens.probes.wrappers import RepresentationProbe
+from gdlens.probes.representation import RepresentationProbe
 
 __all__ = [
     "clocks",
@@ -46,6 +47,7 @@ __all__ = [
     "ntk",
     "similarity",
     "representation",
+    "parameters",
     "Probe",
     "ProbeContext",
     "Schedule",
