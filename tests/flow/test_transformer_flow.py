@@ -28,7 +28,8 @@ def _randomise(model: nn.Module, seed: int) -> None:
 def make_transformer_case(kind: str, seed: int = 0, depth: int = 2) -> Case:
     """``"tokens"``: causal, tokens, last-position readout; ``"embed-all"``: full attention,
     embeddings, every position read; ``"attn-only"``: no MLP, relu; ``"no-skip"``: no skip
-    connections; ``"torch"``: converted from an nn.TransformerEncoder (z_0 = x, no θ in z_0)."""
+    connections; ``"torch"``: converted from an nn.TransformerEncoder (z_0 = x, no θ in z_0);
+    ``"padded"``: full attention with a fixed attention mask and a padded key (pad_token)."""
     gen = torch.Generator().manual_seed(seed + 100)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -40,6 +41,11 @@ def make_transformer_case(kind: str, seed: int = 0, depth: int = 2) -> Case:
             model = TransformerStack(D, HEADS, depth, 2, N, input_size=3, mlp=False, activation="relu")
         elif kind == "no-skip":
             model = TransformerStack(D, HEADS, depth, 2, N, vocab_size=4, d_mlp=5, residual=False, readout="all")
+        elif kind == "padded":
+            mask = torch.zeros(N, N, dtype=torch.bool)
+            mask[2, 0] = True  # query 2 may not see key 0
+            model = TransformerStack(D, HEADS, depth, 2, N, vocab_size=5, d_mlp=5, causal=False, readout="all",
+                                     pad_token=0, attn_mask=mask)
         elif kind == "torch":
             layer = nn.TransformerEncoderLayer(D, HEADS, 6, dropout=0.0, batch_first=True, norm_first=True)
             encoder = nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(D), enable_nested_tensor=False)
@@ -50,6 +56,9 @@ def make_transformer_case(kind: str, seed: int = 0, depth: int = 2) -> Case:
     _randomise(model, seed + 1)
     if model.vocab_size is not None:
         x = torch.randint(0, model.vocab_size, (B, N), generator=gen)
+        if kind == "padded":  # example 0 pads its last key; every query still sees a key
+            x[:, :2] = torch.randint(1, model.vocab_size, (B, 2), generator=gen)
+            x[0, 2], x[1, 2] = 0, 3
     else:
         x = torch.randn(B, N, model.input_size if kind != "torch" else D, generator=gen, dtype=F64)
     out_steps = 1 if model.readout_mode == "last" else N
@@ -57,7 +66,7 @@ def make_transformer_case(kind: str, seed: int = 0, depth: int = 2) -> Case:
     return Case(kind, model, x, target, None)
 
 
-KINDS = ["tokens", "embed-all", "attn-only", "no-skip", "torch"]
+KINDS = ["tokens", "embed-all", "attn-only", "no-skip", "torch", "padded"]
 
 
 def _hidden(case: Case) -> Tensor:
@@ -70,10 +79,11 @@ def step_map(case: Case, theta: dict[str, Tensor]):
     is the sub-diagonal D, its Jacobian in θ (at h = z*) the immediate Jacobian J."""
     m = case.model
     T = m.depth
+    xs = m.step_inputs(case.x)  # empty, or the key padding
 
     def F(h: Tensor, th: dict[str, Tensor]) -> Tensor:
-        outs = [m.step(th, m.initial_state(th, case.x), None, 1)]
-        outs += [m.step(th, h[:, t - 2], None, t) for t in range(2, T + 1)]
+        outs = [m.step(th, m.initial_state(th, case.x), xs[0], 1)]
+        outs += [m.step(th, h[:, t - 2], xs[t - 1], t) for t in range(2, T + 1)]
         return torch.stack(outs, dim=1)
 
     return F
@@ -171,7 +181,7 @@ def test_a_silenced_head_carries_no_gradient_through_q_k_v() -> None:
     assert kp.K_groups["blocks.1.head0.o"].dense().abs().max() > 1e-6
 
 
-@pytest.mark.parametrize("kind", ["tokens", "embed-all", "torch"])
+@pytest.mark.parametrize("kind", ["tokens", "embed-all", "torch", "padded"])
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 def test_sgd_step_identity(kind: str, loss: str) -> None:
     case = make_transformer_case(kind, depth=3)

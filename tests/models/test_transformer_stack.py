@@ -54,9 +54,10 @@ def _ln(u: Tensor, w: Tensor, b: Tensor | None, eps: float) -> Tensor:
     return out if b is None else out + b
 
 
-def reference(model: TransformerStack, x: Tensor) -> tuple[Tensor, Tensor]:
+def reference(model: TransformerStack, x: Tensor, blocked: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The textbook multi-head computation: heads' weights concatenated, torch.softmax, an
-    additive −∞ mask, LayerNorm from its formula; returns y and the states (B, L, n, d)."""
+    additive −∞ mask, LayerNorm from its formula; returns y and the states (B, L, n, d).
+    ``blocked`` (B, n, n) bool: more (query, key) pairs to mask, on top of the causal mask."""
     p = dict(model.named_parameters())
     n, d, H, dh = x.shape[1], model.d_model, model.n_heads, model.d_head
     get = lambda name: p.get(name)  # noqa: E731
@@ -71,6 +72,8 @@ def reference(model: TransformerStack, x: Tensor) -> tuple[Tensor, Tensor]:
     mask = torch.zeros(n, n, dtype=F64)
     if model.causal:
         mask = mask.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    if blocked is not None:
+        mask = mask.masked_fill(blocked, float("-inf")).unsqueeze(1)  # (B, 1, n, n): every head
     states = []
     for ell in range(model.depth):
         pre = f"blocks.{ell}."
@@ -335,6 +338,89 @@ def test_from_torch_refusals() -> None:
     # p = 0 dropout in training mode is inactive, hence fine
     zero = nn.TransformerEncoderLayer(D, HEADS, 5, dropout=0.0, batch_first=True, norm_first=True).train()
     assert from_torch_transformer([zero], N).depth == 1
+
+
+# ---------------------------------------------------------------------- masks and padding
+@pytest.mark.parametrize("causal", [True, False])
+def test_attn_mask_and_pad_token_equal_the_reference(causal: bool) -> None:
+    """attn_mask (bool True = masked) and keys holding pad_token are −∞ in the scores."""
+    am = torch.zeros(N, N, dtype=torch.bool)
+    am[2, 1] = True
+    model = make(causal=causal, readout="all", attn_mask=am, pad_token=4)
+    x = torch.tensor([[1, 4, 2], [3, 0, 4]])
+    pad = x == 4
+    blocked = am.unsqueeze(0) | pad.unsqueeze(1)  # (B, n, n): query i, key j
+    y, z = model(x)
+    y_ref, states = reference(model, x, blocked)
+    torch.testing.assert_close(model.unflatten_state(z), states, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    # a float mask with −∞ at the same places is the same model
+    float_mask = torch.zeros(N, N, dtype=F64).masked_fill(am, float("-inf"))
+    same = make(causal=causal, readout="all", attn_mask=float_mask, pad_token=4)
+    torch.testing.assert_close(same(x)[0], y, rtol=0, atol=0)
+    assert model.step_inputs(x).shape == (model.depth, B, N)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_from_torch_with_masks_matches_encoder(causal: bool) -> None:
+    """torch's mask and src_key_padding_mask, through attn_mask and the key-padding channel."""
+    enc = _encoder("gelu", True, True)
+    n = 4
+    x = torch.randn(3, n, D, generator=torch.Generator().manual_seed(6), dtype=F64)
+    pad = torch.zeros(3, n, dtype=torch.bool)
+    pad[0, 2:] = True
+    pad[2, 3] = True
+    extra = torch.zeros(n, n, dtype=torch.bool)
+    extra[3, 0] = True
+    mask = extra | torch.ones(n, n, dtype=torch.bool).triu(1) if causal else extra
+    with torch.no_grad():
+        want = enc(x, mask=mask, src_key_padding_mask=pad)
+    model = TransformerStack.from_torch(enc, n, causal=causal, attn_mask=extra, key_padding=True)
+    y, _ = model(model.with_padding(x, pad))
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    # the padded keys are ignored: changing what they hold moves no unpadded position
+    x2 = x.clone()
+    x2[pad] += 1.0
+    y2, _ = model(model.with_padding(x2, pad))
+    torch.testing.assert_close(y2[~pad], y[~pad], rtol=1e-12, atol=1e-12)
+
+
+def test_bad_masks_name_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"attn_mask must have shape \(n, n\) = \(3, 3\)"):
+        make(attn_mask=torch.zeros(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="attn_mask must have shape"):
+        make(attn_mask=torch.zeros(2 * HEADS, 3, 3, dtype=torch.bool))  # torch's per-head masks
+    with pytest.raises(ValueError, match="attn_mask must be bool"):
+        make(attn_mask=torch.zeros(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="attn_mask masks every key for query 1"):
+        make(attn_mask=torch.tensor([[False] * 3, [True] * 3, [False] * 3]))
+    with pytest.raises(ValueError, match="attn_mask with causal attention masks every key for query 0"):
+        make(attn_mask=torch.eye(3, dtype=torch.bool))
+    assert make(attn_mask=torch.eye(3, dtype=torch.bool), causal=False).attn_mask.shape == (3, 3)
+    with pytest.raises(ValueError, match="attn_mask must be a torch.Tensor"):
+        make(attn_mask=[[0, 0, 0]] * 3)
+    with pytest.raises(ValueError, match="pad_token needs token inputs"):
+        make(input_size=3, pad_token=0)
+    with pytest.raises(ValueError, match=r"pad_token must be an int in \[0, vocab_size\)"):
+        make(pad_token=5)
+    with pytest.raises(ValueError, match="key_padding=True needs embedding inputs"):
+        make(key_padding=True)
+    model = make(attn_mask=torch.zeros(3, 3, dtype=torch.bool), max_len=5)
+    with pytest.raises(ValueError, match="seq_len = 4 does not fit attn_mask"):
+        model.set_seq_len(4)
+    padded = make(pad_token=0)  # causal: a padded first token leaves query 0 blind
+    with pytest.raises(ValueError, match="query 0 of example 1 sees no unpadded key"):
+        padded(torch.tensor([[1, 2, 0], [0, 1, 2]]))
+    emb = make(input_size=3, key_padding=True)
+    x = torch.randn(B, N, 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, n\)"):
+        emb.with_padding(x, torch.zeros(B, N + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(B, n, 3 \+ 1"):
+        emb(x)
+    with pytest.raises(ValueError, match="must hold 0 or 1"):
+        emb(torch.cat([x, torch.full((B, N, 1), 0.5, dtype=F64)], dim=-1))
+    with pytest.raises(ValueError, match="with_padding is for models built with key_padding=True"):
+        make(input_size=3).with_padding(x, torch.zeros(B, N, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------------- bad input

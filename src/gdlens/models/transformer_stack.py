@@ -15,7 +15,14 @@ FLATTENED token-major: ``z_ℓ`` has shape (B, n·d) and entry ``i·d + j`` is f
     y    = LN_f(z_L[n−1]) Uᵀ + c   (readout="last": (B, 1, O))
          | LN_f(z_L) Uᵀ + c        (readout="all":  (B, n, O))
 
-M is the causal mask (M_ij = −∞ for j > i) or 0 (``causal=False``). One step of the recursion
+M is the sum of the causal mask (M_ij = −∞ for j > i; 0 with ``causal=False``), a fixed
+attention mask (``attn_mask`` (n, n): torch's ``mask`` convention, a bool True or a float −∞
+where query i may not see key j, or any additive float) and the key padding of each example
+(M_ij = −∞ for every padded key j: tokens equal to ``pad_token``, or the positions an extra
+input channel marks, ``key_padding=True``; torch's ``src_key_padding_mask``). Padded positions
+still carry a stream (their queries see the unpadded keys) and count in z, K, P and G; read at
+an unpadded position (or mask them in the loss) to ignore them. Every query must see at least
+one key (ValueError otherwise: a softmax over nothing). One step of the recursion
 is one whole block, attention then MLP (the layout of torch's ``norm_first=True`` encoder
 layer), so the flow's P propagates block to block; a per-sub-block split would double T but
 leave G on the block outputs unchanged. ``mlp=False`` drops the MLP (attention-only) and
@@ -151,6 +158,14 @@ class TransformerStack(StateSpaceModel):
         bias: biases in every linear map and LayerNorm.  final_norm: the readout's LN_f.
         eps: the LayerNorms' ε.  embed: False (only with ``input_size == d_model``) makes z_0 = x
             (no input map; what :meth:`from_torch` builds).
+        attn_mask: a fixed (n, n) attention mask, bool (True = query i may not see key j) or
+            float (added to the scores), as torch's ``mask``; combined with ``causal``.
+        pad_token: token inputs only: keys holding this token are masked for every query.
+        key_padding: embedding inputs only: x carries one extra last channel, 1 at padded
+            positions and 0 elsewhere (x (B, n, input_size + 1); :meth:`with_padding` builds it).
+
+    The key padding travels to every step as its input: :meth:`step_inputs` is then (L, B, n),
+    1 at the padded keys.
     """
 
     readout_prefixes = ("readout.",)
@@ -177,6 +192,9 @@ class TransformerStack(StateSpaceModel):
         final_norm: bool = True,
         eps: float = 1e-5,
         embed: bool = True,
+        attn_mask: Tensor | None = None,
+        pad_token: int | None = None,
+        key_padding: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("depth", depth),
@@ -205,10 +223,26 @@ class TransformerStack(StateSpaceModel):
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         check_positive(eps=eps)
+        if pad_token is not None:
+            if vocab_size is None:
+                raise ValueError("pad_token needs token inputs (vocab_size); for embeddings pass key_padding=True")
+            if isinstance(pad_token, bool) or not isinstance(pad_token, int) or not 0 <= pad_token < vocab_size:
+                raise ValueError(f"pad_token must be an int in [0, vocab_size) = [0, {vocab_size}), got {pad_token!r}")
+        if key_padding and input_size is None:
+            raise ValueError("key_padding=True needs embedding inputs (input_size); for tokens pass pad_token")
+        self.pad_token, self.key_padding = pad_token, bool(key_padding)
+        self.register_buffer("attn_mask", None if attn_mask is None else self.additive_mask(attn_mask, seq_len))
         self.d_model, self.n_heads, self.d_head, self.depth = d_model, n_heads, d_model // n_heads, depth
         self.vocab_size, self.max_len, self.seq_len = vocab_size, max_len, seq_len
         self.d_mlp = (4 * d_model if d_mlp is None else d_mlp) if mlp else None
         self.mlp, self.residual, self.causal, self.readout_mode = mlp, residual, causal, readout
+        if attn_mask is not None and causal:
+            blind = torch.isneginf(self._score_mask(seq_len, None, torch.zeros(()))).all(dim=-1)
+            if bool(blind.any()):
+                raise ValueError(
+                    f"attn_mask with causal attention masks every key for query {int(blind.nonzero()[0])} "
+                    f"(a softmax over nothing); pass causal=False or unmask a key j <= i"
+                )
         self.activation, self.bias, self.final_norm, self.eps, self.embed_input = activation, bias, final_norm, eps, embed
         self.input_size = 0 if vocab_size is not None else input_size  # per-step inputs are empty either way
         self.output_size = output_size
@@ -252,6 +286,11 @@ class TransformerStack(StateSpaceModel):
         _check_int("seq_len", seq_len)
         if self.max_len and seq_len > self.max_len:
             raise ValueError(f"seq_len = {seq_len} is longer than the positional table, max_len = {self.max_len}")
+        if self.attn_mask is not None and seq_len != self.attn_mask.shape[0]:
+            raise ValueError(
+                f"seq_len = {seq_len} does not fit attn_mask of shape {tuple(self.attn_mask.shape)}; "
+                f"set model.attn_mask = TransformerStack.additive_mask(mask, {seq_len}) for a new (n, n) mask first"
+            )
         self.seq_len = seq_len
 
     def unflatten_state(self, z: Tensor) -> Tensor:
@@ -274,6 +313,62 @@ class TransformerStack(StateSpaceModel):
         (n, n) and ``partial_effective_rank(token_view(kp.G), keep=2)`` its effective dimension
         over tokens. An axis of ``op`` that is not (B, L, n·d) is left as it is."""
         return _TokenView(op, self.seq_len, self.d_model)
+
+    @staticmethod
+    def additive_mask(mask: Tensor, n: int) -> Tensor:
+        """torch's (n, n) ``mask`` as an additive float mask (bool True -> −∞); ValueError naming
+        ``attn_mask`` for anything else, or when a query would see no key."""
+        if not isinstance(mask, Tensor):
+            raise ValueError(f"attn_mask must be a torch.Tensor of shape (n, n) = ({n}, {n}), got {type(mask).__name__}")
+        if tuple(mask.shape) != (n, n):
+            raise ValueError(
+                f"attn_mask must have shape (n, n) = ({n}, {n}) (one mask for every example and head), "
+                f"got {tuple(mask.shape)}"
+            )
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(n, n).masked_fill(mask, float("-inf"))
+        elif not mask.dtype.is_floating_point:
+            raise ValueError(f"attn_mask must be bool (True = masked) or floating point (added), got {mask.dtype}")
+        if bool(torch.isnan(mask).any()) or bool((mask == float("inf")).any()):
+            raise ValueError("attn_mask holds NaN or +inf; use −inf (or True) for the keys a query may not see")
+        blocked = torch.isneginf(mask).all(dim=-1)
+        if bool(blocked.any()):
+            raise ValueError(f"attn_mask masks every key for query {int(blocked.nonzero()[0])}: a softmax over nothing")
+        return mask.clone()
+
+    def with_padding(self, x: Tensor, key_padding_mask: Tensor) -> Tensor:
+        """The input of a ``key_padding=True`` model: embeddings x (B, n, input_size) with the
+        (B, n) mask (bool, True = padded, torch's ``src_key_padding_mask``) as a last channel."""
+        if not self.key_padding:
+            raise ValueError("with_padding is for models built with key_padding=True")
+        if not isinstance(key_padding_mask, Tensor) or tuple(key_padding_mask.shape) != tuple(x.shape[:2]):
+            got = tuple(key_padding_mask.shape) if isinstance(key_padding_mask, Tensor) else type(key_padding_mask)
+            raise ValueError(f"key_padding_mask must have shape (B, n) = {tuple(x.shape[:2])}, got {got}")
+        return torch.cat([x, key_padding_mask.to(x.dtype).unsqueeze(-1)], dim=-1)
+
+    def _padding(self, x: Tensor) -> Tensor | None:
+        """The (B, n) bool key padding of input x, or None."""
+        if self.pad_token is not None:
+            return x == self.pad_token
+        if self.key_padding:
+            return x[..., -1] > 0.5
+        return None
+
+    def _score_mask(self, n: int, padding: Tensor | None, ref: Tensor) -> Tensor | None:
+        """M (…, n, n) added to the scores: causal + attn_mask + key padding (None when 0)."""
+        mask = None
+        if self.causal:
+            mask = torch.zeros(n, n, dtype=ref.dtype, device=ref.device).masked_fill(
+                torch.ones(n, n, dtype=torch.bool, device=ref.device).triu(1), float("-inf")
+            )
+        if self.attn_mask is not None:
+            extra = self.attn_mask.to(dtype=ref.dtype, device=ref.device)
+            mask = extra if mask is None else mask + extra
+        if padding is not None:
+            pad = torch.zeros(padding.shape, dtype=ref.dtype, device=ref.device).masked_fill(padding > 0.5, float("-inf"))
+            pad = pad.unsqueeze(-2)  # (…, 1, n): the same keys masked for every query
+            mask = pad if mask is None else mask + pad
+        return mask
 
     def parameter_groups(self) -> dict[str, list[str]]:
         """Parameter names by component: ``"embedding"``, ``"blocks.ℓ.head{h}"`` (q, k, v, o and
@@ -302,9 +397,10 @@ class TransformerStack(StateSpaceModel):
                 raise ValueError(
                     f"TransformerStack expects x of integer tokens shaped (B, n), got {tuple(x.shape)} {x.dtype}"
                 )
-        elif x.dim() != 3 or x.shape[-1] != self.input_size:
+        elif x.dim() != 3 or x.shape[-1] != self.input_size + self.key_padding:
+            extra = " + 1 (the key-padding channel, see with_padding)" if self.key_padding else ""
             raise ValueError(
-                f"TransformerStack expects x of embeddings shaped (B, n, {self.input_size}), got {tuple(x.shape)}"
+                f"TransformerStack expects x of embeddings shaped (B, n, {self.input_size}{extra}), got {tuple(x.shape)}"
             )
         n = x.shape[1]
         if self.max_len and n > self.max_len:
@@ -320,12 +416,29 @@ class TransformerStack(StateSpaceModel):
             raise ValueError(
                 f"x holds tokens in [{int(x.min())}, {int(x.max())}], outside [0, vocab_size) = [0, {self.vocab_size})"
             )
+        if self.key_padding and x.numel() and not bool(((x[..., -1] == 0) | (x[..., -1] == 1)).all()):
+            raise ValueError("x's last channel is the key-padding mask (key_padding=True): it must hold 0 or 1 only")
+        padding = self._padding(x)
+        if padding is not None and x.numel():
+            mask = self._score_mask(n, padding, torch.zeros((), dtype=torch.float64))
+            blind = torch.isneginf(mask).all(dim=-1).nonzero()
+            if len(blind):
+                b, i = (int(v) for v in blind[0])
+                what = f"pad_token = {self.pad_token}" if self.pad_token is not None else "the key-padding channel"
+                raise ValueError(
+                    f"with {what}{' and causal attention' if self.causal else ''}, query {i} of example {b} sees no "
+                    f"unpadded key (a softmax over nothing); pad at the end, or use causal=False"
+                )
 
     def step_inputs(self, x: Tensor) -> Tensor:
-        """No per-step input: an empty (L, B, 0) tensor in the parameters' dtype."""
+        """No per-step input: an empty (L, B, 0) tensor in the parameters' dtype; with key
+        padding the (B, n) padding (1 = padded key) at every step, (L, B, n)."""
         self._check_input(x)
         dtype = next(iter(self.parameters())).dtype
-        return torch.zeros(self.depth, x.shape[0], 0, dtype=dtype, device=x.device)
+        padding = self._padding(x)
+        if padding is None:
+            return torch.zeros(self.depth, x.shape[0], 0, dtype=dtype, device=x.device)
+        return padding.to(dtype).unsqueeze(0).expand(self.depth, *padding.shape)
 
     def num_steps(self, x: Tensor) -> int:
         return self.depth
@@ -337,10 +450,10 @@ class TransformerStack(StateSpaceModel):
         n = x.shape[1]
         if self.vocab_size is not None:
             stream = theta["embed.weight"][x]
-        elif self.embed_input:
-            stream = F.linear(x, theta["embed.weight"], theta.get("embed.bias"))
         else:
-            stream = x
+            if self.key_padding:
+                x = x[..., :-1]
+            stream = F.linear(x, theta["embed.weight"], theta.get("embed.bias")) if self.embed_input else x
         if self.max_len:
             stream = stream + theta["pos_embed"][:n]
         return stream.reshape(x.shape[0], n * self.d_model)
@@ -348,15 +461,14 @@ class TransformerStack(StateSpaceModel):
     def _layer_norm(self, theta: Params, prefix: str, u: Tensor) -> Tensor:
         return F.layer_norm(u, (self.d_model,), theta[f"{prefix}.weight"], theta.get(f"{prefix}.bias"), self.eps)
 
-    def attention(self, theta: Params, layer: int, u: Tensor) -> Tensor:
+    def attention(self, theta: Params, layer: int, u: Tensor, padding: Tensor | None = None) -> Tensor:
         """Σ_h softmax(Q_h K_hᵀ/√d_h + M) V_h W^O_hᵀ + b^O for block ``layer`` (0-based) on the
         normalised stream u (..., n, d) -> (..., n, d); softmax written out (exp of the shifted
-        scores over their sum), the shift detached (softmax does not depend on it)."""
+        scores over their sum), the shift detached (softmax does not depend on it). ``padding``
+        (..., n): 1 (or True) at the keys no query may see."""
         n = u.shape[-2]
         scale = 1.0 / math.sqrt(self.d_head)
-        mask = None
-        if self.causal:
-            mask = torch.ones(n, n, dtype=torch.bool, device=u.device).tril()
+        mask = self._score_mask(n, padding, u)
         out = theta.get(f"blocks.{layer}.o_bias")
         out = torch.zeros((), dtype=u.dtype, device=u.device) if out is None else out
         for h in range(self.n_heads):
@@ -366,7 +478,7 @@ class TransformerStack(StateSpaceModel):
             v = F.linear(u, theta[p + "v"], theta.get(p + "v_bias"))
             scores = (q @ k.transpose(-1, -2)) * scale  # (..., n, n): query i, key j
             if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+                scores = scores + mask
             scores = scores - scores.amax(dim=-1, keepdim=True).detach()
             weights = scores.exp()
             weights = weights / weights.sum(dim=-1, keepdim=True)
@@ -379,9 +491,10 @@ class TransformerStack(StateSpaceModel):
         hidden = _ACTIVATIONS[self.activation](F.linear(u, theta[p + "fc_in.weight"], theta.get(p + "fc_in.bias")))
         return F.linear(hidden, theta[p + "fc_out.weight"], theta.get(p + "fc_out.bias"))
 
-    def block(self, theta: Params, layer: int, stream: Tensor) -> Tensor:
-        """Block ``layer`` (0-based) on the unflattened stream (..., n, d)."""
-        attn = self.attention(theta, layer, self._layer_norm(theta, f"blocks.{layer}.ln1", stream))
+    def block(self, theta: Params, layer: int, stream: Tensor, padding: Tensor | None = None) -> Tensor:
+        """Block ``layer`` (0-based) on the unflattened stream (..., n, d); ``padding`` (..., n)
+        marks the padded keys (1), if any."""
+        attn = self.attention(theta, layer, self._layer_norm(theta, f"blocks.{layer}.ln1", stream), padding)
         stream = stream + attn if self.residual else attn
         if self.mlp:
             ff = self.feedforward(theta, layer, self._layer_norm(theta, f"blocks.{layer}.ln2", stream))
@@ -389,11 +502,13 @@ class TransformerStack(StateSpaceModel):
         return stream
 
     def step(self, theta: Params, z_prev: Tensor, x_t: Tensor, t: int) -> Tensor:
-        """z_t = block_t(z_{t-1}): (B, n·d) -> (B, n·d); x_t (B, 0) is ignored."""
+        """z_t = block_t(z_{t-1}): (B, n·d) -> (B, n·d); x_t is (B, 0) (ignored) or, with key
+        padding, the (B, n) padding of the keys (1 = padded)."""
         if not 1 <= t <= self.depth:
             raise ValueError(f"step index t must be in 1..{self.depth}, got {t}")
         stream = z_prev.reshape(*z_prev.shape[:-1], self.seq_len, self.d_model)
-        return self.block(theta, t - 1, stream).reshape(z_prev.shape)
+        padding = x_t if x_t is not None and x_t.shape[-1] else None
+        return self.block(theta, t - 1, stream, padding).reshape(z_prev.shape)
 
     def read(self, phi: Params, z: Tensor) -> Tensor:
         """y = LN_f(z_L) Uᵀ + c at the last position (B, 1, O) or every position (B, n, O);
@@ -433,6 +548,8 @@ def from_torch_transformer(
     head: nn.Linear | None = None,
     causal: bool = True,
     readout: str = "all",
+    attn_mask: Tensor | None = None,
+    key_padding: bool = False,
 ) -> TransformerStack:
     """A :class:`TransformerStack` computing what torch's encoder stack computes.
 
@@ -442,6 +559,9 @@ def from_torch_transformer(
     result takes embeddings x (B, n, d) directly (``embed=False``, no positional table; z_0 = x),
     so ``model.unflatten_state(z)[:, -1]`` is ``encoder(x, mask, is_causal=causal)``, and
     y = head(that) (y = that when ``head`` is None: an identity unembedding, O = d).
+    ``attn_mask`` (n, n) is torch's ``mask`` beyond the causal one (see :class:`TransformerStack`);
+    ``key_padding=True`` takes torch's ``src_key_padding_mask`` as a last input channel
+    (``model.with_padding(x, src_key_padding_mask)``).
     ``in_proj_weight`` is split into per-head Q, K, V rows h·d_h:(h+1)·d_h and ``out_proj.weight``
     into per-head columns; linear1/linear2/norm1/norm2 are copied. Parameters are copies, in the
     encoder's dtype.
@@ -502,6 +622,7 @@ def from_torch_transformer(
     model = TransformerStack(
         d, n_heads, len(layers), output_size, seq_len, input_size=d, max_len=0, d_mlp=d_mlp, causal=causal,
         readout=readout, activation=activation, bias=bias, final_norm=final is not None, eps=eps, embed=False,
+        attn_mask=attn_mask, key_padding=key_padding,
     ).to(dtype=ref.dtype, device=ref.device)
     dh = d // n_heads
     with torch.no_grad():
