@@ -119,7 +119,7 @@ def condensation_phase_diagram(
         rows.append({
             "activation": config["model"]["activation"], "gamma": config["meta"]["gamma"],
             "init_std": config["model"].get("init_std", float("nan")), "hidden": config["model"]["hidden"],
-            "seed": config["seed"], "rd": summary.get("rel_change/net.0.weight", float("nan")),
+            "seed": config["seed"], "rd": summary.get("rel_change/own/net.0.weight", float("nan")),
             "orientations": n_orient, "final_loss": final,
             "loss_ratio": final / initial if initial > 0 else float("nan"),
         })
