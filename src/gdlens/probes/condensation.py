@@ -20,24 +20,24 @@ Conventions shared by this module:
 - a neuron with ``‖u_i‖ = 0`` has no orientation: its row and column of the similarity matrix
   are 0, its own diagonal entry included, so that it never joins a cluster.
 
-Last, :class:`CondensationProbe` records these during training. (About 460 lines, over the
-package's ~400: the clustering rules, the quantities read from them and the probe that records
-them share the conventions above; :func:`relative_change`, the regime's order parameter, may
-move to the module of parameter norms.)
+Last, :class:`CondensationProbe` records these during training. (About 420 lines, a little over
+the package's ~400: the clustering rules, the quantities read from them and the probe that
+records them share the conventions above.) The relative change of the parameters, the
+regime's order parameter, is :func:`gdlens.probes.parameters.relative_change`.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from gdlens.probes._utils import as_tensor, leaves
+from gdlens.probes import parameters
+from gdlens.probes._utils import as_tensor
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
 from gdlens.probes.plumbing import resolve_layer
 from gdlens.probes.spec import Metric, Panel
@@ -330,48 +330,17 @@ def orientation_amplitude(W: Tensor, b: Tensor | None = None, a: Tensor | None =
     return OrientationAmplitude(angle, amplitude)
 
 
-def _flat_all(x: Any, name: str) -> tuple[list[str], list[Tensor]]:
-    if isinstance(x, Tensor):
-        return ["0"], [x]
-    return leaves(x, name)
-
-
 def relative_change(theta_t: Any, theta_0: Any) -> float:
-    """Relative distance of parameters from their initial values,
-
-        RD(θ_t) = ‖θ_t − θ_0‖ / ‖θ_0‖,
-
-    Euclidean norms of the concatenation of all entries (Luo et al. arXiv 2007.07497 use it to
-    separate the linear regime, RD → 0 as the width grows, from the condensed regime, RD → ∞).
-
-    Args:
-        theta_t, theta_0: a tensor, a sequence of tensors or a dict name -> tensor (the same
-            kind, names and shapes for both; ``model.named_parameters()`` works too).
-
-    Returns:
-        RD as a float; ``inf`` when ``‖θ_0‖ = 0 < ‖θ_t − θ_0‖`` and ``nan`` when both are 0.
-    """
-    names_t, ts = _flat_all(theta_t, "theta_t")
-    names_0, t0 = _flat_all(theta_0, "theta_0")
-    if isinstance(theta_t, Mapping) and isinstance(theta_0, Mapping) and set(names_t) != set(names_0):
-        raise ValueError(f"theta_t and theta_0 have different names: {sorted(names_t)} vs {sorted(names_0)}")
-    if isinstance(theta_t, Mapping) and isinstance(theta_0, Mapping):
-        lookup = dict(zip(names_0, t0))
-        t0 = [lookup[n] for n in names_t]
-    if len(ts) != len(t0):
-        raise ValueError(f"theta_t has {len(ts)} tensors but theta_0 has {len(t0)}")
-    num = 0.0
-    den = 0.0
-    for n, a, c in zip(names_t, ts, t0):
-        if a.shape != c.shape:
-            raise ValueError(f"parameter {n!r} has shape {tuple(a.shape)} in theta_t but {tuple(c.shape)} in theta_0")
-        with torch.no_grad():
-            a64, c64 = a.detach().to(torch.float64), c.detach().to(torch.float64).to(a.device)
-            num += float(((a64 - c64) ** 2).sum())
-            den += float((c64**2).sum())
-    if den == 0.0:
-        return math.nan if num == 0.0 else math.inf
-    return math.sqrt(num) / math.sqrt(den)
+    """Deprecated: ``gdlens.probes.parameters.relative_change(theta_t, theta_0)["total"]``, the
+    relative distance ``RD = ‖θ_t − θ_0‖ / ‖θ_0‖`` over all entries (arXiv 2007.07497), which
+    this returns (``nan`` when ``‖θ_0‖ = 0``; it was ``inf`` when θ had moved)."""
+    warnings.warn(
+        "gdlens.probes.condensation.relative_change is deprecated: use "
+        "gdlens.probes.parameters.relative_change(theta_t, theta_0)['total']",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return parameters.relative_change(theta_t, theta_0)["total"]
 
 
 # ---------------------------------------------------------------------- the probe
