@@ -141,3 +141,22 @@ def test_stacked_lru_bad_arguments_are_named(kwargs: dict, name: str) -> None:
     args = {"input_size": 2, "d_model": 3, "modes": 2, "output_size": 1, **kwargs}
     with pytest.raises(ValueError, match=name):
         StackedLRU(**args)
+
+
+def test_registry_and_config_build_the_diagonal_recurrences() -> None:
+    from gdlens.config import normalize
+    from gdlens.config.build import build_model
+    from gdlens.models import build
+
+    assert isinstance(build("lru", 3, 4, 2, real=True), LRU) and build("lru", 3, 4, 2).modes == 4
+    assert build("selective_lru", 3, 5, 2).state_size == 5
+    stack = build("stacked_lru", 3, 6, 2, modes=2, layers=3, mlp=8, cell="selective")
+    assert isinstance(stack, StackedLRU) and (stack.d_model, stack.num_layers, stack.mlp_width) == (6, 3, 8)
+    with pytest.raises(ValueError, match="modes"):
+        build("stacked_lru", 3, 6, 2)
+    with pytest.raises(ValueError, match="g"):
+        build("lru", 3, 4, 2, g=2.0)
+    config = normalize({"task": {"name": "flip_flop"}, "model": {"name": "stacked_lru", "hidden": 8, "modes": 3}})
+    assert config["model"]["layers"] == 2 and config["model"]["mlp"] is None  # the constructor's defaults
+    model = build_model(config)
+    assert isinstance(model, StackedLRU) and model.d_model == 8 and model.cells[0].modes == 3

@@ -478,3 +478,23 @@ def test_float32() -> None:
     assert model.step_inputs(x).dtype == torch.float32
     y64, _ = model.double()(x.double())
     torch.testing.assert_close(y.double(), y64, rtol=1e-4, atol=1e-5)
+
+
+def test_registry_and_config_build_it() -> None:
+    from gdlens.config import normalize
+    from gdlens.config.build import build_model
+    from gdlens.models import build
+
+    tok = build("transformer_stack", 3, 8, 5, n_heads=2, depth=2, seq_len=4, vocab_size=7)
+    assert tok.vocab_size == 7 and tok.input_size == 0 and tok.d_model == 8 and tok.output_size == 5
+    emb = build("transformer_stack", 3, 8, 5, n_heads=4, depth=1, seq_len=4, readout="all")
+    assert emb.input_size == 3 and emb.n_heads == 4
+    with pytest.raises(ValueError, match="n_heads, depth, seq_len"):
+        build("transformer_stack", 3, 8, 5)
+    with pytest.raises(ValueError, match="n_heads = 3 must divide d_model = 8"):
+        build("transformer_stack", 3, 8, 5, n_heads=3, depth=1, seq_len=4)
+    config = normalize({"task": {"name": "flip_flop"},
+                        "model": {"name": "transformer_stack", "hidden": 8, "n_heads": 2, "depth": 2, "seq_len": 6}})
+    assert config["model"]["causal"] is True and config["model"]["pad_token"] is None
+    model = build_model(config)
+    assert isinstance(model, TransformerStack) and model.depth == 2 and model.seq_len == 6

@@ -57,6 +57,10 @@ _MODEL_MAPPED = {
     "embedding_mlp": ("EmbeddingMLP", ("p", "width", "embed_std")),
     "transformer": ("Transformer1L", ("p", "d_model")),
     "deep_linear": ("DeepLinear", ("input_size", "width", "output_size", "init_scale")),
+    "lru": ("LRU", ("input_size", "modes", "output_size")),
+    "selective_lru": ("SelectiveLRU", ("input_size", "state_size", "output_size")),
+    "stacked_lru": ("StackedLRU", ("input_size", "d_model", "output_size")),
+    "transformer_stack": ("TransformerStack", ("d_model", "output_size", "input_size")),
 }
 
 
