@@ -174,3 +174,11 @@ def test_bad_yaml_files(tmp_path, text, message):
         SweepSpec.from_yaml(_yaml(tmp_path, text))
     with pytest.raises(ConfigError, match="cannot read"):
         SweepSpec.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_every_registered_model_has_a_schema_entry():
+    """Each name of gd.models.MODELS normalises (its constructor's keyword arguments are known)."""
+    required = {"stacked_lru": {"modes": 2}, "transformer_stack": {"n_heads": 1, "depth": 1, "seq_len": 3}}
+    for name in gd.models.MODELS:
+        model = normalize({**TINY, "model": {"name": name, "hidden": 4, **required.get(name, {})}})["model"]
+        assert model["name"] == name and model["hidden"] == 4
