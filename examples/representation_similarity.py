@@ -13,7 +13,7 @@ import torch
 
 import gdlens as gd
 from gdlens.probes.similarity import cka_matrix, match_neurons
-from gdlens.probes.wrappers import layer_activations
+from gdlens.probes.plumbing import layer_activations
 
 data = gd.tasks.teacher_student(1024, input_dim=10, teacher_width=8, output_dim=4, seed=0)
 train_data, test_data = data.subset(slice(0, 768)), data.subset(slice(768, None))
