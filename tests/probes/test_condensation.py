@@ -193,7 +193,8 @@ def test_mean_abs_cosine_known_values():
     # small neurons are left out; fewer than two kept: nan
     U = torch.tensor([[1.0, 0.0], [0.0, 1e-5], [1.0, 1.0]], dtype=F64)
     assert mean_abs_cosine(U) == pytest.approx(1 / math.sqrt(2))
-    assert mean_abs_cosine(U, min_norm_fraction=0.0) == pytest.approx(2 * (0 + 2 / math.sqrt(2)) / 6)  # cos 0, 1/√2, 1/√2
+    # all three: |cos| = 0, 1/√2, 1/√2 over the pairs, each counted twice
+    assert mean_abs_cosine(U, min_norm_fraction=0.0) == pytest.approx(2 * (0 + 2 / math.sqrt(2)) / 6)
     assert math.isnan(mean_abs_cosine(U[:2]))
     with pytest.raises(ValueError, match="min_norm_fraction"):
         mean_abs_cosine(U, min_norm_fraction=2.0)

@@ -383,7 +383,7 @@ class CondensationProbe:
     )
     panels: ClassVar[tuple[Panel, ...]] = (
         Panel("Orientations", ("orientations",), "number of orientations (clusters at cos ≥ threshold)",
-              ylim=(0, None), bound="neurons"),
+              yscale="linear", ylim=(0, None), bound="neurons"),
         Panel("Alignment of neurons", ("mean_abs_cos",), "mean |cos(u_i, u_j)|, i ≠ j", yscale="linear", ylim=(0, 1)),
         Panel("Cosine similarity of neurons", ("similarity",), "cos(u_i, u_j), neurons ordered by cluster",
               yscale="linear", ylim=(-1, 1), kind="matrix"),

@@ -350,9 +350,8 @@ class FrequencyProbe:
                "|ĥ_k − ŷ_k| / |ŷ_k|, DFTs of prediction h and target y on the grid, k a peak of |ŷ|"),
     )
     panels: ClassVar[tuple[Panel, ...]] = (
-        Panel("Relative error per frequency", ("err_k*",), "relative error |ĥ_k − ŷ_k| / |ŷ_k|", yscale="log"),
-        Panel("Error against frequency, last step", ("err_k*",), "relative error |ĥ_k − ŷ_k| / |ŷ_k| (k: DFT index)",
-              yscale="log", kind="spectrum"),
+        Panel("Relative error per frequency", ("err_k*",), "relative error |ĥ_k − ŷ_k| / |ŷ_k| at the target's peak k",
+              yscale="log"),
     )
 
     def __post_init__(self) -> None:

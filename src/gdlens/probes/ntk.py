@@ -432,7 +432,8 @@ class NTKProbe:
 
     def reset(self) -> None:
         """Deprecated, does nothing: the state lives in the Recorder."""
-        warnings.warn("NTKProbe.reset() does nothing: the state lives in the Recorder", DeprecationWarning, stacklevel=2)
+        warnings.warn("NTKProbe.reset() does nothing: the state lives in the Recorder",
+                      DeprecationWarning, stacklevel=2)
 
     @property
     def initial_kernel(self) -> None:
