@@ -13,6 +13,15 @@ Rows (models), for each cell and width H:
   from_torch 2L    the same with num_layers=2
   LRU native       gd.models.LRU(I, H/2 modes, O): torch has no LRU, so its unit is the
                    training step of this same model as torch runs it (forward + backward)
+  SELECTIVE native gd.models.SelectiveLRU(I, H, O), its own training step likewise
+  LRU-STACK native gd.models.StackedLRU(I, d=H/2, H/4 modes, O, 2 layers, MLP width H) (state
+                   2H), its own training step likewise
+  TRANSFORMER from_torch
+                   gd.models.from_torch_transformer of nn.TransformerEncoder(2 pre-LN layers
+                   (norm_first=True), d = H, 4 heads (2 below H = 64), d_mlp = 4H, final LayerNorm),
+                   causal, with an nn.Linear(H, O) head read at every position; x embeddings
+                   (B, n = T, H); the unit is the fused training step of that torch encoder
+                   and head. Its "T" of the recursion is depth (2), its state n·H per example
 Columns (medians over --repeats after a warm-up call; hutch++ and eigs, whose matvecs are then
 warm, over max(1, repeats // 2) calls without one; printed as multiples of the step):
   setup      gd.KPFlow(model, x, target) and building its operators (kp.G, kp.ntk)
@@ -62,7 +71,10 @@ from torch import nn
 import gdlens as gd
 from gdlens.operators import top_eigs, trace
 
-KINDS = ("gru", "lstm", "rnn", "lru")  # lru: gdlens' LRU (H/2 complex modes), native only
+KINDS = ("gru", "lstm", "rnn", "lru", "selective", "lru-stack", "transformer")
+# gdlens models torch has no module for: their unit is their own training step, native rows only
+OWN_STEP = ("lru", "selective", "lru-stack")
+TRANSFORMER_DEPTH = 2
 TORCH_CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}
 INPUT, OUTPUT = 3, 2
 OPERATORS = ("K·1", "P·1", "Pᵀ·1", "G·1", "ntk·1")
@@ -87,6 +99,8 @@ class Row:
 
     @property
     def name(self) -> str:
+        if self.kind == "transformer":
+            return "TRANSFORMER from_torch"
         return f"{self.kind.upper()} " + ("native" if self.layers == 0 else f"from_torch {self.layers}L")
 
     @property
@@ -113,13 +127,16 @@ class Setting:
 
 def rows_for(kinds: list[str], widths: list[int], layers: list[int]) -> list[Row]:
     """For each cell and width: the native model, then from_torch of each depth (torch has no
-    LRU module: its row is the native model only)."""
+    LRU modules: their rows are the native model only; the transformer has one row, from_torch
+    of a 2-layer encoder)."""
     return [Row(kind, H, n) for kind in kinds for H in widths for n in [0, *(layers if kind in TORCH_CELLS else [])]]
 
 
-def data(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
+def data(setting: Setting, row: Row | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, T, I) and target (B, T, O); for the transformer x are embeddings (B, n = T, H)."""
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(setting.B, setting.T, INPUT, generator=gen, dtype=setting.torch_dtype)
+    width = row.H if row is not None and row.kind == "transformer" else INPUT
+    x = torch.randn(setting.B, setting.T, width, generator=gen, dtype=setting.torch_dtype)
     target = torch.randn(setting.B, setting.T, OUTPUT, generator=gen, dtype=setting.torch_dtype)
     return x.to(setting.torch_device), target.to(setting.torch_device)
 
@@ -128,13 +145,38 @@ def torch_model(kind: str, H: int, layers: int, setting: Setting) -> tuple[nn.Mo
     """The user's model: a fused torch RNN (batch_first) and its linear readout; for "lru",
     which torch does not have, gdlens' own LRU (its readout inside, an identity after it)."""
     torch.manual_seed(0)
-    if kind == "lru":
-        model = gd.models.LRU(INPUT, H // 2, OUTPUT, r_min=0.5)
-        return model.to(device=setting.torch_device, dtype=setting.torch_dtype), nn.Identity()
+    kw = dict(device=setting.torch_device, dtype=setting.torch_dtype)
+    if kind in OWN_STEP:
+        return own_model(kind, H).to(**kw), nn.Identity()
+    if kind == "transformer":
+        layer = nn.TransformerEncoderLayer(H, 4 if H >= 64 else 2, 4 * H, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        encoder = nn.TransformerEncoder(layer, TRANSFORMER_DEPTH, norm=nn.LayerNorm(H), enable_nested_tensor=False)
+        return CausalEncoder(encoder).to(**kw), nn.Linear(H, OUTPUT).to(**kw)
     module = TORCH_CELLS[kind](INPUT, H, num_layers=layers, batch_first=True)
     readout = nn.Linear(H, OUTPUT)
-    kw = dict(device=setting.torch_device, dtype=setting.torch_dtype)
     return module.to(**kw), readout.to(**kw)
+
+
+def own_model(kind: str, H: int) -> nn.Module:
+    """The gdlens models torch has no module for, with a state of about H per step."""
+    if kind == "lru":
+        return gd.models.LRU(INPUT, H // 2, OUTPUT, r_min=0.5)
+    if kind == "selective":
+        return gd.models.SelectiveLRU(INPUT, H, OUTPUT)
+    return gd.models.StackedLRU(INPUT, max(1, H // 2), max(1, H // 4), OUTPUT, layers=2, mlp=H, r_min=0.5)
+
+
+class CausalEncoder(nn.Module):
+    """torch's encoder with a causal mask, returning (output, None) like a torch RNN."""
+
+    def __init__(self, encoder: nn.TransformerEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device, dtype=x.dtype)
+        return self.encoder(x, mask=mask, is_causal=True), None
 
 
 def gdlens_model(row: Row, setting: Setting, module: nn.Module | None = None, readout: nn.Linear | None = None):
@@ -145,8 +187,12 @@ def gdlens_model(row: Row, setting: Setting, module: nn.Module | None = None, re
             model = gd.models.GRU(INPUT, row.H, OUTPUT)
         elif row.kind == "lstm":
             model = gd.models.LSTM(INPUT, row.H, OUTPUT)
-        elif row.kind == "lru":
-            return module if module is not None else torch_model("lru", row.H, 1, setting)[0]
+        elif row.kind in OWN_STEP:
+            return module if module is not None else torch_model(row.kind, row.H, 1, setting)[0]
+        elif row.kind == "transformer":
+            if module is None or readout is None:
+                module, readout = torch_model(row.kind, row.H, 1, setting)
+            return gd.models.from_torch_transformer(module.encoder, setting.T, head=readout, causal=True)
         else:
             model = gd.models.RNN(INPUT, row.H, OUTPUT, nonlinearity="tanh")
         return model.to(device=setting.torch_device, dtype=setting.torch_dtype)
@@ -228,9 +274,9 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
 def memory_of_rows(rows: list[Row], setting: Setting) -> dict[str, dict[str, float]]:
     """{row.key: {"step": MB, "G·1": MB}}: peak memory of the training step and of a G matvec."""
     device = setting.torch_device
-    x, target = data(setting)
     out = {}
     for row in rows:
+        x, target = data(setting, row)
         module, readout = torch_model(row.kind, row.H, max(1, row.layers), setting)
         step_mb = peak_memory_mb(training_step(module, readout, x, target), device)
         kp = build_flow(gdlens_model(row, setting, module, readout), x, target)
@@ -260,7 +306,7 @@ def bench_row(row: Row, setting: Setting, deadline: float | None = None, memory:
     top_eigs calls, and (``memory=True``, for CUDA) the peak memories. Columns not started
     before ``deadline`` (a time.perf_counter() value) are skipped and left NaN."""
     device, dtype, repeats = setting.torch_device, setting.torch_dtype, setting.repeats
-    x, target = data(setting)
+    x, target = data(setting, row)
     module, readout = torch_model(row.kind, row.H, max(1, row.layers), setting)
     model = gdlens_model(row, setting, module, readout)
     result = {**asdict(row), "name": row.name, "B": setting.B, "T": setting.T, "device": setting.device,
@@ -485,11 +531,11 @@ def run(rows: list[Row], setting: Setting, threads: int = 1, deadline: float | N
 def bench_big(kinds: list[str], device: torch.device) -> str:
     """Peak memory of setup + one G matvec + 20 probes at B=32, T=200, H=1024 (target: 8 GB)."""
     setting = Setting(B=32, T=200, repeats=1, device=device.type)
-    x, target = data(setting)
     lines = []
     for kind in kinds:
-        for layers in (0, 1):
+        for layers in ((0, 1) if kind in TORCH_CELLS else (0,)):
             row = Row(kind, 1024, layers)
+            x, target = data(setting, row)
             model = gdlens_model(row, setting)
 
             def work() -> None:

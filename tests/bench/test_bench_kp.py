@@ -11,7 +11,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 ROWS = [f"{kind} {row}" for kind in ("GRU", "LSTM", "RNN") for row in ("native", "from_torch 1L", "from_torch 2L")]
-ROWS += ["LRU native"]  # torch has no LRU: native only
+ROWS += ["LRU native", "SELECTIVE native", "LRU-STACK native"]  # torch has no LRU: native only
+ROWS += ["TRANSFORMER from_torch"]  # one row: a 2-layer pre-LN nn.TransformerEncoder, no native row
 
 
 def run(script: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
