@@ -9,6 +9,7 @@ import copy
 import fnmatch
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -232,3 +233,36 @@ def test_probes_in_a_users_loop_trained_with_torch_mse_loss():
     assert last("representation/participation_ratio") == pytest.approx(
         pr_by_eigenvalues(hidden[gd.probes.plumbing.spread_indices(32, 16)]), rel=1e-10)
     assert last("representation/max_rank") == 15
+
+
+def test_a_resumed_run_measures_against_the_same_start(tmp_path):
+    """θ₀ and the representation probe's state travel in the checkpoint: an interrupted and
+    resumed run records what an uninterrupted one does."""
+    data = gd.tasks.modular_addition(p=7, train_fraction=0.7, seed=1, encoding="one_hot")
+
+    def model():
+        torch.manual_seed(0)
+        return gd.models.MLP(data.input_size, 32, 7)
+
+    class StopAt:
+        name, schedule = "stop", Schedule(every=1)
+
+        def compute(self, ctx):
+            if ctx.step == 47:
+                raise KeyboardInterrupt
+            return {}
+
+    probes = [RelativeChangeProbe(schedule=5), gd.probes.RepresentationProbe(schedule=Schedule(every=10))]
+    kwargs = dict(steps=60, lr=1e-2, progress=False)
+    reference = gd.train(model(), data, probes=probes, **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        gd.train(model(), data, store=tmp_path, checkpoint_every=20, probes=probes + [StopAt()], **kwargs)
+    store = gd.open_store(tmp_path)
+    (record,) = store.runs(as_frame=False)
+    resumed = gd.train(model(), data, store=store, resume=record["id"], probes=probes, **kwargs)
+    for name in ("rel_change/total", "rel_change/share/net.0.bias", "representation/cka_init",
+                 "representation/cka_prev"):
+        s_ref, v_ref = reference.series(name)
+        s_res, v_res = resumed.series(name)
+        assert s_res.tolist() == s_ref.tolist()
+        np.testing.assert_allclose(v_res, v_ref, rtol=1e-5, atol=1e-7)
