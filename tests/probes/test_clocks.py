@@ -1,5 +1,5 @@
-"""Training clocks: the clock functions, the energies against their closed forms, the per-group
-gradient norms and NTK traces, the probes in a training run, and the deep-linear validation of
+"""Training clocks: the clock functions, the ClockProbe (on an embedding MLP and a GRU), the three
+probes of the phenomenon in one training run, and the deep-linear validation of
 the issue (the Schatten bound, T_rep/T_fit on a separable problem, the fit clock of the 1-D
 logistic loss under sign descent and under gradient descent)."""
 
@@ -12,25 +12,19 @@ import pytest
 import torch
 
 import gdlens as gd
-from gdlens.models import DeepLinear, EmbeddingMLP, Transformer1L
+from gdlens.models import DeepLinear, EmbeddingMLP
+from gdlens.probes import ProbeContext, Schedule
 from gdlens.probes.clocks import (
     ClockProbe,
-    EnergyProbe,
-    HeadEmbeddingProbe,
+    clock_observation,
     clock_summary,
-    embedding_nuclear_norm,
+    clocks_so_far,
     fit_clock,
-    fourier_power,
-    fourier_sparsity,
     generalization_clock,
-    group_gradient_norms,
-    group_ntk_traces,
-    l2_energy,
     representation_clock,
-    resolve_groups,
-    schatten_energy,
 )
-from gdlens.probes.ntk import empirical_ntk
+from gdlens.probes.energies import EnergyProbe, l2_energy
+from gdlens.probes.groups import HeadEmbeddingProbe
 from gdlens.probes.training import MetricsProbe
 
 F64 = torch.float64
@@ -83,144 +77,6 @@ def test_clock_arguments_are_checked():
         fit_clock([[1.0]], 0.5)
 
 
-# ------------------------------------------------------------------------------ energies
-def balanced_factors(W: torch.Tensor, L: int, width: int, seed: int = 0) -> list[torch.Tensor]:
-    """W = W_L ⋯ W_1 with every ‖W_ℓ‖_F² = Σ σ^{2/L}: W_1 = Q_1 S^{1/L} Vᵀ,
-    W_ℓ = Q_ℓ S^{1/L} Q_{ℓ−1}ᵀ, W_L = U S^{1/L} Q_{L−1}ᵀ, the Q_ℓ (width, r) with orthonormal columns."""
-    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-    r = S.numel()
-    root = torch.diag(S ** (1.0 / L))
-    Qs = [torch.linalg.qr(randn(width, r, seed=seed + i))[0] for i in range(L - 1)]
-    lefts = Qs + [U]
-    rights = [Vh.T] + Qs
-    return [lefts[i] @ root @ rights[i].T for i in range(L)]
-
-
-@pytest.mark.parametrize("L", [1, 2, 3, 5])
-def test_schatten_energy_is_attained_by_balanced_factors(L):
-    W = randn(4, 6, seed=L)
-    factors = balanced_factors(W, L, width=7, seed=10 * L)
-    torch.testing.assert_close(gd.probes.representation.end_to_end(factors), W, rtol=1e-10, atol=1e-10)
-    s = torch.linalg.svdvals(W)
-    expected = L * float((s ** (2.0 / L)).sum())
-    assert schatten_energy(factors) == pytest.approx(expected, rel=1e-10)
-    assert l2_energy(factors) == pytest.approx(expected, rel=1e-10)
-    assert schatten_energy(W, depth=L) == pytest.approx(expected, rel=1e-10)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_l2_energy_bounds_the_schatten_energy(seed):
-    g = torch.Generator().manual_seed(seed)
-    L = int(torch.randint(2, 6, (1,), generator=g))
-    dims = torch.randint(1, 6, (L + 1,), generator=g).tolist()
-    factors = [torch.randn(dims[i + 1], dims[i], generator=g, dtype=F64) * (i + 1.0) for i in range(L)]
-    assert l2_energy(factors) >= schatten_energy(factors) * (1 - 1e-12)
-    # unbalancing a balanced factorisation (W_2 → c W_2, W_1 → W_1 / c) keeps the map and raises the l2 energy
-    W = randn(3, 3, seed=seed)
-    f = balanced_factors(W, 2, width=3, seed=seed)
-    unbalanced = [f[0] / 3.0, f[1] * 3.0]
-    assert l2_energy(unbalanced) > 1.5 * schatten_energy(unbalanced)
-    assert schatten_energy(unbalanced) == pytest.approx(schatten_energy(f), rel=1e-10)
-
-
-def test_schatten_energy_special_depths_and_nuclear_norm():
-    W = randn(5, 3, seed=3)
-    s = torch.linalg.svdvals(W)
-    assert schatten_energy(W) == pytest.approx(float((W**2).sum()))  # L = 1: Frobenius²
-    assert schatten_energy(W, depth=2) == pytest.approx(2 * float(s.sum()))  # L = 2: twice the nuclear norm
-    assert embedding_nuclear_norm(W) == pytest.approx(float(s.sum()))
-    with pytest.raises(ValueError, match="depth"):
-        schatten_energy(W, depth=0)
-    with pytest.raises(ValueError, match="embedding"):
-        embedding_nuclear_norm(randn(2, 3, 4))
-
-
-@pytest.mark.parametrize("p", [23, 24])
-def test_fourier_power_parseval_and_sparsity(p):
-    E = randn(p, 6, seed=p)
-    P = fourier_power(E)
-    assert P.shape == (p // 2 + 1,)
-    assert float(P.sum()) == pytest.approx(float((E**2).sum()), rel=1e-10)
-    assert float(P[1:].sum()) == pytest.approx(float(((E - E.mean(0)) ** 2).sum()), rel=1e-10)
-    # built from the frequencies 2, 5 and 9 (plus a constant): all non-constant power there
-    t = torch.arange(p, dtype=F64)[:, None]
-    coeffs = randn(6, 6, seed=1)
-    cols = [torch.cos(2 * math.pi * k * t / p + phase) for k in (2, 5, 9) for phase in (0.3, 1.1)]
-    E3 = torch.cat(cols, 1) @ coeffs + 4.0
-    P3 = fourier_power(E3)
-    assert set(torch.topk(P3[1:], 3).indices.add(1).tolist()) == {2, 5, 9}
-    assert fourier_sparsity(E3, k=3) == pytest.approx(1.0, abs=1e-10)
-    assert fourier_sparsity(E3, k=2) < 0.9
-    # a random embedding spreads its power: about k/⌊p/2⌋
-    assert fourier_sparsity(E, k=3) < 0.5
-    assert fourier_sparsity(E, k=p) == pytest.approx(1.0)
-    assert math.isnan(fourier_sparsity(torch.ones(p, 3), k=2))
-    with pytest.raises(ValueError, match="k"):
-        fourier_sparsity(E, k=0)
-
-
-# ------------------------------------------------------------------ head vs embedding
-def small_mlp(seed=0):
-    torch.manual_seed(seed)
-    return EmbeddingMLP(11, embedding=4, width=8).double()
-
-
-def test_group_ntk_traces_sum_to_the_full_trace_and_match_the_head_closed_form():
-    m = small_mlp()
-    x = torch.tensor([[0, 1], [2, 3], [4, 10], [7, 7], [9, 2]])
-    traces = group_ntk_traces(m, x, method="exact")
-    assert set(traces) == {"embedding", "hidden", "head"}
-    assert all(err == 0 for _, err in traces.values())
-    params = {n: p.detach() for n, p in m.named_parameters()}
-    K = empirical_ntk(lambda th, xx: torch.func.functional_call(m, th, (xx,)), params, x)
-    full = float(torch.diagonal(K.dense()).sum())
-    assert sum(v for v, _ in traces.values()) == pytest.approx(full, rel=1e-10)
-    # y = W_o h + b_o: ∂y_no/∂W_o[o, j] = h_nj, so tr K_head = O (Σ_n ‖h_n‖² + N)
-    h = m.features(x).detach()
-    assert traces["head"][0] == pytest.approx(11 * (float((h**2).sum()) + 5), rel=1e-10)
-    # the randomized estimate agrees within a few standard errors
-    est, err = group_ntk_traces(m, x, method="hutch++", num_matvecs=24, seed=1)["hidden"]
-    assert abs(est - traces["hidden"][0]) < 5 * err + 1e-8
-
-
-def test_group_ntk_traces_of_the_transformer_partition_its_kernel():
-    torch.manual_seed(0)
-    m = Transformer1L(7, d_model=8, n_heads=2, d_mlp=8).double()
-    x = torch.tensor([[0, 1], [6, 3], [2, 2]])
-    traces = group_ntk_traces(m, x, method="exact")
-    params = {n: p.detach() for n, p in m.named_parameters()}
-    K = empirical_ntk(lambda th, xx: torch.func.functional_call(m, th, (xx,)), params, x)
-    assert sum(v for v, _ in traces.values()) == pytest.approx(float(torch.diagonal(K.dense()).sum()), rel=1e-10)
-
-
-def test_group_gradient_norms_match_autograd_and_leave_grads_alone():
-    m = small_mlp()
-    data = gd.tasks.modular_addition(p=11, seed=0)
-
-    def loss_fn(model):
-        return data.train.loss_value(model(data.train.x))
-
-    norms = group_gradient_norms(m, loss_fn)
-    assert all(p.grad is None for p in m.parameters())
-    loss_fn(m).backward()
-    by_group = resolve_groups(m)
-    for g, names in by_group.items():
-        expected = math.sqrt(sum(float((dict(m.named_parameters())[n].grad ** 2).sum()) for n in names))
-        assert norms[g] == pytest.approx(expected, rel=1e-10)
-    assert norms["total"] == pytest.approx(math.sqrt(sum(norms[g] ** 2 for g in by_group)), rel=1e-10)
-
-
-def test_resolve_groups():
-    m = small_mlp()
-    assert resolve_groups(m) == m.parameter_groups()
-    mlp = gd.models.MLP(3, 4, 2)
-    assert resolve_groups(mlp) == {"net": ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]}
-    assert resolve_groups(m, lambda n: "w" if n.endswith("weight") else None)["w"][0] == "embed_a.weight"
-    assert resolve_groups(m, {"a": ["head.bias"]}) == {"a": ["head.bias"]}
-    with pytest.raises(ValueError, match="unknown"):
-        resolve_groups(m, {"a": ["nope"]})
-
-
 # ------------------------------------------------------------------------- the probes
 def test_probes_record_energies_clocks_and_groups_in_a_run(tmp_path):
     torch.manual_seed(0)
@@ -262,19 +118,69 @@ def test_probes_record_energies_clocks_and_groups_in_a_run(tmp_path):
     assert "clocks/fit" in metrics
 
 
-def test_clock_probe_restarts_on_a_new_run_and_checks_energy():
+def test_clock_probe_keeps_its_observations_in_the_state_and_checks_energy():
     probe = ClockProbe(schedule=1, eps=0.5, energy="schatten")
     m = DeepLinear(3, 3, 2, depth=2).double()
     data = gd.tasks.TaskData(x=randn(8, 3), target=torch.arange(8) % 2, loss="cross_entropy", num_classes=2)
-    ctx = gd.probes.ProbeContext(0, m, data, None, None, {}, lambda mm: data.loss_value(mm(data.x)))
-    first = probe.compute(ctx)
+    ctx = ProbeContext(0, m, data, None, None, {}, lambda mm: data.loss_value(mm(data.x)))
+    state = probe.init(ctx)
+    first, state = probe.compute(ctx, state)
     assert math.isnan(first["generalization"]) and first["representation"] == 0
-    probe.compute(gd.probes.ProbeContext(1, m, data))
-    assert len(probe.observations["step"]) == 2
-    probe.compute(ctx)  # step 0 again: a new run
-    assert probe.observations["step"] == [0]
+    second, state = probe.compute(ProbeContext(1, m, data), state)
+    obs = state["observations"]
+    assert obs["step"] == [0, 1] and len(obs["energy"]) == 2
+    # the observations are those of the pure function, and the clocks those of the clock functions
+    seen = clock_observation(m, data, energy="schatten")
+    assert obs["loss"][1] == pytest.approx(seen["loss"]) and obs["energy"][1] == pytest.approx(seen["energy"])
+    assert second == clocks_so_far(obs, 0.5, probe.threshold)
+    assert second["representation"] == representation_clock(obs["energy"], 0.5, obs["step"])
+    assert not hasattr(probe, "observations")  # nothing of a run lives on the probe
     with pytest.raises(ValueError, match="energy"):
         ClockProbe(energy="entropy")
+    with pytest.raises(ValueError, match="cannot read"):  # an energy the model does not have: at the first step
+        ClockProbe(energy="nuclear").init(ctx)
+
+
+def test_clock_probe_on_a_gru_matches_the_clock_functions_and_serves_two_runs():
+    """gdlens' GRU and a torch nn.GRU through from_torch, in float64: the ClockProbe's clocks at
+    the last step are the clock functions of the MetricsProbe's and EnergyProbe's series recorded
+    at the same steps; one ClockProbe serves both runs."""
+    from torch import nn
+
+    data = gd.tasks.flip_flop(batch_size=8, T=6, bits=2, pulse_prob=0.3, dtype=F64)
+    clock = ClockProbe(schedule=Schedule(every=2), eps=0.3, energy="l2")
+    torch.manual_seed(0)
+    models = [gd.models.GRU(2, 8, 2).to(F64),
+              gd.models.from_torch(nn.GRU(2, 8, batch_first=True).to(F64), readout=nn.Linear(8, 2).to(F64))]
+    for model in models:
+        res = gd.train(model, data, optimizer="adam", lr=5e-2, steps=40, progress=False,
+                       probes=[clock, MetricsProbe(schedule=Schedule(every=2)), EnergyProbe(schedule=Schedule(every=2))])
+        steps, loss = res.series("metrics/train/loss")
+        _, energy = res.series("energy/l2")
+        assert res.series("clocks/fit")[0].tolist() == steps.tolist()
+        expected_fit = fit_clock(loss, 0.3, steps)
+        got = res.recorder.last("clocks/fit")
+        assert (math.isnan(got) and expected_fit is None) or got == expected_fit
+        assert res.recorder.last("clocks/representation") == representation_clock(energy, 0.3, steps)
+        assert res.recorder.states["clocks"]["observations"]["step"] == steps.tolist()  # this run's only
+        recorded = {k.split("/", 1)[1] for k in res.history if k.startswith("clocks/")}
+        assert {key for panel in clock.panels for key in panel.keys} <= recorded
+
+
+def test_moved_names_still_import_from_clocks_with_a_deprecation_warning():
+    import gdlens.probes.clocks as clocks
+    import gdlens.probes.energies as energies
+    import gdlens.probes.groups as groups
+
+    for name, home in (("l2_energy", energies), ("schatten_energy", energies), ("embedding_nuclear_norm", energies),
+                       ("fourier_power", energies), ("fourier_sparsity", energies), ("EnergyProbe", energies),
+                       ("resolve_groups", groups), ("group_gradient_norms", groups),
+                       ("group_ntk_traces", groups), ("HeadEmbeddingProbe", groups)):
+        with pytest.warns(DeprecationWarning, match=f"moved to {home.__name__}"):
+            assert getattr(clocks, name) is getattr(home, name)
+    with pytest.raises(AttributeError):
+        clocks.no_such_name  # noqa: B018
+    assert gd.probes.EnergyProbe is energies.EnergyProbe and gd.probes.HeadEmbeddingProbe is groups.HeadEmbeddingProbe
 
 
 # ----------------------------------------------------------------- deep linear validation

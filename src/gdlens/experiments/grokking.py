@@ -7,9 +7,9 @@ records:
 
 - ``metrics/{train,test}/{loss,accuracy}`` every ``every`` steps;
 - ``energy/...``: Σ‖θ‖² (total and per group), the embedding's nuclear norm and its Fourier
-  sparsity over the token axis (:class:`~gdlens.probes.clocks.EnergyProbe`);
+  sparsity over the token axis (:class:`~gdlens.probes.energies.EnergyProbe`);
 - ``groups/...``: per-group gradient norms and NTK traces, head vs embedding
-  (:class:`~gdlens.probes.clocks.HeadEmbeddingProbe`) at log-spaced steps;
+  (:class:`~gdlens.probes.groups.HeadEmbeddingProbe`) at log-spaced steps;
 - the clocks in the summary (:func:`~gdlens.probes.clocks.clock_summary`): ``clocks/fit``
   (first step with training loss ≤ ε, from the per-step losses), ``clocks/generalization``
   (first step with test accuracy ≥ ``threshold``) and ``clocks/representation`` (the step after
@@ -39,7 +39,9 @@ import torch
 
 from gdlens.models import EmbeddingMLP, Transformer1L
 from gdlens.probes.base import Schedule
-from gdlens.probes.clocks import EnergyProbe, HeadEmbeddingProbe, clock_summary
+from gdlens.probes.clocks import clock_summary
+from gdlens.probes.energies import EnergyProbe
+from gdlens.probes.groups import HeadEmbeddingProbe
 from gdlens.probes.training import MetricsProbe
 from gdlens.tasks import modular_addition
 from gdlens.train import TrainResult, train

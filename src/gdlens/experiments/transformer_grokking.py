@@ -25,7 +25,7 @@ space (B, L, n·d) of every block's residual stream:
   the heads carry K equally, 1 when one head carries all of it.
 
 Metrics (training and test loss and accuracy) and the energies of
-:class:`~gdlens.probes.clocks.EnergyProbe` (Σ‖θ‖² and, for the number tokens' embedding rows,
+:class:`~gdlens.probes.energies.EnergyProbe` (Σ‖θ‖² and, for the number tokens' embedding rows,
 their nuclear norm and Fourier sparsity) are recorded every ``record_every`` steps; the clocks
 come from :func:`gdlens.probes.clocks.clock_summary`: fit ``T_fit(ε)`` (first step with
 training loss ≤ ε, per-step losses), generalisation ``T_gen(a)`` (first step with test accuracy
@@ -69,7 +69,8 @@ from gdlens.flow import KPFlow, effective_ranks
 from gdlens.models import TransformerStack
 from gdlens.operators.base import basis_chunks
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
-from gdlens.probes.clocks import EnergyProbe, clock_summary
+from gdlens.probes.clocks import clock_summary
+from gdlens.probes.energies import EnergyProbe
 from gdlens.probes.training import MetricsProbe
 from gdlens.tasks import SplitData, TaskData, modular_addition
 from gdlens.train import train

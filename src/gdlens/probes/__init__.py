@@ -3,7 +3,10 @@ numbers out), each with its math and paper in the docstring.
 
 - :mod:`~gdlens.probes.condensation`: neurons condensing onto few orientations.
 - :mod:`~gdlens.probes.frequency`: the frequency principle (errors per frequency).
-- :mod:`~gdlens.probes.sharpness`: Hessian sharpness, Adam's preconditioned sharpness, stability thresholds.
+- :mod:`~gdlens.probes.sharpness`: Hessian sharpness, Adam's preconditioned sharpness, stability thresholds
+  (pure functions in :mod:`~gdlens.probes.hessian` and :mod:`~gdlens.probes.stability`).
+- :mod:`~gdlens.probes.clocks`: training clocks (grokking), with :mod:`~gdlens.probes.energies` (weight
+  energies) and :mod:`~gdlens.probes.groups` (gradient norms and NTK traces per parameter group).
 - :mod:`~gdlens.probes.ntk`: the empirical NTK and its motion.
 - :mod:`~gdlens.probes.similarity`: CKA and neuron matching.
 - :mod:`~gdlens.probes.representation`: participation ratio, PCA, representation drift.
@@ -18,9 +21,24 @@ Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the 
 hidden-state similarity and update alignment between the tasks of a multi-task batch).
 """
 
-from gdlens.probes import clocks, condensation, frequency, ntk, parameters, representation, sharpness, similarity
+from gdlens.probes import (
+    clocks,
+    condensation,
+    energies,
+    frequency,
+    groups,
+    hessian,
+    ntk,
+    parameters,
+    representation,
+    sharpness,
+    similarity,
+    stability,
+)
 from gdlens.probes.base import Probe, ProbeContext, Schedule, as_schedule
-from gdlens.probes.clocks import ClockProbe, EnergyProbe, HeadEmbeddingProbe
+from gdlens.probes.clocks import ClockProbe
+from gdlens.probes.energies import EnergyProbe
+from gdlens.probes.groups import HeadEmbeddingProbe
 from gdlens.probes.kp import KPProbe
 from gdlens.probes.multitask import MultiTaskProbe
 from gdlens.probes.training import (
@@ -38,6 +56,10 @@ from gdlens.probes.representation import RepresentationProbe
 
 __all__ = [
     "clocks",
+    "energies",
+    "groups",
+    "hessian",
+    "stability",
     "ClockProbe",
     "EnergyProbe",
     "HeadEmbeddingProbe",
