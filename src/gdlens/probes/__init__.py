@@ -1,24 +1,38 @@
-"""Probes: one module per phenomenon of training dynamics, as pure functions (tensors in,
-numbers out), each with its math and paper in the docstring.
+"""Probes: measurements of training dynamics, one module per phenomenon.
 
-- :mod:`~gdlens.probes.condensation`: neurons condensing onto few orientations.
-- :mod:`~gdlens.probes.frequency`: the frequency principle (errors per frequency).
-- :mod:`~gdlens.probes.sharpness`: Hessian sharpness, Adam's preconditioned sharpness, stability thresholds
-  (pure functions in :mod:`~gdlens.probes.hessian` and :mod:`~gdlens.probes.stability`).
-- :mod:`~gdlens.probes.clocks`: training clocks (grokking), with :mod:`~gdlens.probes.energies` (weight
-  energies) and :mod:`~gdlens.probes.groups` (gradient norms and NTK traces per parameter group).
-- :mod:`~gdlens.probes.ntk`: the empirical NTK and its motion.
-- :mod:`~gdlens.probes.similarity`: CKA and neuron matching.
-- :mod:`~gdlens.probes.representation`: participation ratio, PCA, representation drift.
-- :mod:`~gdlens.probes.parameters`: parameter norms, relative change, Schatten norms.
+Layout. Each phenomenon module holds its pure functions (tensors in, numbers out, the math and
+the paper in the docstring) and, last, its probe, whose ``compute`` only calls those functions:
 
-Schedulable probes (the :class:`~gdlens.probes.base.Probe` protocol, run by the training
-:class:`~gdlens.train.Recorder`) wrap these functions: :mod:`~gdlens.probes.training`
-(metrics, norms, relative change, hidden participation ratio), :mod:`~gdlens.probes.kp`, and
-:mod:`~gdlens.probes.wrappers`, one probe per phenomenon: :class:`CondensationProbe`,
-:class:`FrequencyProbe`, :class:`SharpnessProbe`, :class:`NTKProbe`,
-:class:`RepresentationProbe`; :mod:`~gdlens.probes.multitask`: :class:`MultiTaskProbe` (task interference,
-hidden-state similarity and update alignment between the tasks of a multi-task batch).
+- :mod:`~gdlens.probes.condensation`: neurons condensing onto few orientations; :class:`CondensationProbe`.
+- :mod:`~gdlens.probes.frequency`: the frequency principle (errors per frequency); :class:`FrequencyProbe`.
+- :mod:`~gdlens.probes.sharpness`: sharpness against the stability threshold; :class:`SharpnessProbe`
+  (its pure functions in :mod:`~gdlens.probes.hessian` and :mod:`~gdlens.probes.stability`).
+- :mod:`~gdlens.probes.ntk`: the empirical NTK and its motion; :class:`NTKProbe`.
+- :mod:`~gdlens.probes.representation`: participation ratio, PCA, representation drift;
+  :class:`RepresentationProbe` (CKA and neuron matching in :mod:`~gdlens.probes.similarity`).
+- :mod:`~gdlens.probes.clocks`: training clocks (grokking); :class:`ClockProbe`.
+  :mod:`~gdlens.probes.energies`: weight energies; :class:`EnergyProbe`.
+  :mod:`~gdlens.probes.groups`: gradient norms and NTK traces per parameter group;
+  :class:`HeadEmbeddingProbe`.
+- :mod:`~gdlens.probes.kp`: the KP decomposition of gradient flow; :class:`KPProbe`.
+- :mod:`~gdlens.probes.multitask`: how the tasks of a multi-task batch share gradient flow;
+  :class:`MultiTaskProbe`.
+- :mod:`~gdlens.probes.parameters`: parameter norms, relative change, Schatten norms, read by
+  the everyday probes of :mod:`~gdlens.probes.training` (:class:`MetricsProbe`,
+  :class:`ParameterNormProbe`, :class:`RelativeChangeProbe`, :class:`HiddenParticipationProbe`,
+  :func:`default_probes`).
+
+Around them:
+
+- :mod:`~gdlens.probes.base`: the :class:`Probe` protocol (``init(ctx) -> state``,
+  ``compute(ctx, state) -> (values, state)``; the :class:`~gdlens.train.Recorder` owns the
+  states), :class:`ProbeContext`, :class:`Schedule`.
+- :mod:`~gdlens.probes.spec`: what a probe's keys mean and how to draw them (``Metric``,
+  ``Panel``), read by the report.
+- :mod:`~gdlens.probes.plumbing`: model plumbing (which tensors a probe reads, activation
+  capture, functional calls); no phenomenon lives there.
+- :mod:`~gdlens.probes.wrappers`: deprecated; its names import from their new homes with a
+  ``DeprecationWarning``.
 """
 
 from gdlens.probes import (
@@ -37,10 +51,15 @@ from gdlens.probes import (
 )
 from gdlens.probes.base import Probe, ProbeContext, Schedule, as_schedule
 from gdlens.probes.clocks import ClockProbe
+from gdlens.probes.condensation import CondensationProbe
 from gdlens.probes.energies import EnergyProbe
+from gdlens.probes.frequency import FrequencyProbe
 from gdlens.probes.groups import HeadEmbeddingProbe
 from gdlens.probes.kp import KPProbe
 from gdlens.probes.multitask import MultiTaskProbe
+from gdlens.probes.ntk import NTKProbe
+from gdlens.probes.representation import RepresentationProbe
+from gdlens.probes.sharpness import SharpnessProbe
 from gdlens.probes.training import (
     HiddenParticipationProbe,
     MetricsProbe,
@@ -48,11 +67,6 @@ from gdlens.probes.training import (
     RelativeChangeProbe,
     default_probes,
 )
-from gdlens.probes.condensation import CondensationProbe
-from gdlens.probes.frequency import FrequencyProbe
-from gdlens.probes.ntk import NTKProbe
-from gdlens.probes.sharpness import SharpnessProbe
-from gdlens.probes.representation import RepresentationProbe
 
 __all__ = [
     "clocks",
