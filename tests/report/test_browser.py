@@ -52,10 +52,14 @@ def chromium(tmp_path, *args, timeout=180):
     return proc.stdout
 
 
-def test_browser_renders_report(tiny_run, tmp_path):
+@pytest.mark.parametrize("label", ["recurrent", "mlp"])
+def test_browser_renders_report(every_probe_runs, tmp_path, label):
+    """The report of the every-probe runs (tests/report/conftest.py) in a real browser."""
     import matplotlib.image as mpimg
 
-    _, run = tiny_run
+    from gdlens.report.panels import section_title
+
+    run = every_probe_runs[1][label]
     report = write_report(run, tmp_path / "report.html")
     text = report.read_text()
     ids = re.findall(r"<img id='(fig-[^']+)'", text)
@@ -91,4 +95,6 @@ def test_browser_renders_report(tiny_run, tmp_path):
     for key, value in run.summary.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             assert format_value(value) in page, key
-    assert "final_train_loss" in page and "KP decomposition" in page
+    assert "final_train_loss" in page
+    for name, decl in run.summary["probes"].items():
+        assert section_title(name, decl) in page, name

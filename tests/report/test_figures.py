@@ -4,6 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from gdlens.report import figures as F
+from gdlens.report.panels import probe_figure
 
 STEPS = [0, 1, 2, 5, 10, 20, 50, 100]
 
@@ -22,14 +23,21 @@ def images(fig):
 
 def test_loss_accuracy_symlog_and_clocks():
     m = frame(**{"metrics/train/loss": curve(), "metrics/test/loss": curve(2), "metrics/test/accuracy": curve(0.3),
-                 "param_norm/total": curve()})
+                 "metrics/train/accuracy": [np.nan] * len(STEPS), "param_norm/total": curve()})
     fig = F.loss_accuracy(m, clocks={"grok": 10})
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     loss_ax, acc_ax = fig.axes
     assert loss_ax.get_xscale() == "symlog" and loss_ax.get_yscale() == "log"
     # two loss curves + a clock line; step 0 is plotted
     assert len(loss_ax.lines) == 3 and loss_ax.lines[0].get_xdata()[0] == 0
-    assert len(acc_ax.lines) == 2
+    assert len(acc_ax.lines) == 3  # two accuracies (one without finite values) and the clock
+    lo, hi = acc_ax.get_ylim()
+    assert lo <= 0 and hi >= 1  # accuracy on [0, 1]
+    assert loss_ax.get_ylabel() and acc_ax.get_ylabel()
+    # one legend for the figure, the all-NaN column named in it
+    assert len(fig.legends) == 1 and loss_ax.get_legend() is None and acc_ax.get_legend() is None
+    texts = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "metrics/train/accuracy: no finite values" in texts and "clock grok" in texts
 
 
 def test_loss_only_and_missing():
@@ -38,34 +46,17 @@ def test_loss_only_and_missing():
     assert F.loss_accuracy(pd.DataFrame()) is None
 
 
-def test_kp_panel_full():
-    cols = {f"kp/rank_{n}": curve(k) for k, n in zip((10, 100, 5), "KPG")}
-    cols.update({f"kp/rank_{n}_se": [0.1] * len(STEPS) for n in "KPG"})
-    cols.update({f"kp/eig_G_{i}": curve(10 / i) for i in range(1, 6)})
-    cols["kp/misdirection"] = curve(0.1)
-    fig = F.kp_panel(frame(**cols))
-    assert len(fig.axes) == 4
-    ranks, eigs, spectrum, misdir = fig.axes
-    assert len(ranks.lines) == 3 and len(ranks.collections) == 3  # error bands
-    assert len(eigs.lines) == 5 and len(spectrum.lines) == 3 and len(misdir.lines) == 1
-
-
-def test_kp_panel_partial_and_missing():
-    fig = F.kp_panel(frame(**{"kp/rank_K": curve(), "kp/rank_G": curve()}))
-    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2 and not fig.axes[0].collections
-    assert F.kp_panel(frame(**{"metrics/train/loss": curve()})) is None
-
-
-def test_sharpness_panel():
-    m = frame(**{"sharpness/lambda_max": curve(100)})
-    fig = F.sharpness_panel(m, lr=0.01)
-    ax = fig.axes[0]
-    assert len(ax.lines) == 2 and np.allclose(ax.lines[1].get_ydata(), 200.0)
-    m2 = frame(**{"sharpness/lambda_max": curve(100), "sharpness/threshold": [200.0] * len(STEPS),
-                  "sharpness/precond_threshold": [300.0] * len(STEPS), "sharpness/spike_warning": [0.0] * len(STEPS)})
-    assert len(F.sharpness_panel(m2).axes[0].lines) == 3  # lambda_max + two recorded thresholds
-    assert len(F.sharpness_panel(m).axes[0].lines) == 1  # no threshold known
-    assert F.sharpness_panel(frame(**{"kp/rank_K": curve()})) is None
+@pytest.mark.parametrize("old, args, prefix", [("kp_panel", (), "kp"), ("sharpness_panel", (), "sharpness"),
+                                               ("metric_group", ("param_norm/",), "param_norm")])
+def test_name_bound_figures_are_deprecated(old, args, prefix):
+    """kp_panel, sharpness_panel and metric_group read hard-coded names: they warn and draw the
+    generic panels of their prefix."""
+    m = frame(**{f"{prefix}/a": curve(), f"{prefix}/b": curve(2), "metrics/train/loss": curve()})
+    with pytest.warns(DeprecationWarning, match="probe_figure"):
+        fig = getattr(F, old)(m, *args)
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
+    with pytest.warns(DeprecationWarning):
+        assert getattr(F, old)(frame(**{"x/y": curve()}), *args) is None
 
 
 def test_frequency_heatmap_sorted():
@@ -136,26 +127,32 @@ def test_sweep_curve_means_seeds_and_picks_scales():
 def test_compare_runs_overlays_each_run_per_metric():
     a = frame(**{"train_step/loss": curve(100), "kp/rank_G": curve()})
     b = frame(**{"train_step/loss": curve(1)})
-    fig = F.compare_runs({"g=0.5": a, "g=2": b}, ["train_step/loss", "kp/rank_G", "absent"], log=("train_step/loss",))
+    fig = F.compare_runs({"g=0.5": a, "g=2": b}, ["train_step/loss", "kp/rank_G", "absent"], log=("train_step/loss",),
+                         ylabels={"kp/rank_G": "effective rank of G"})
     visible = fig.axes
     assert len(visible) == 2  # the absent column gets no panel
     assert len(visible[0].lines) == 2 and len(visible[1].lines) == 1
     assert visible[0].get_yscale() == "log" and visible[1].get_yscale() == "linear"
-    assert [t.get_text() for t in visible[0].get_legend().get_texts()] == ["g=0.5", "g=2"]
+    assert visible[1].get_ylabel() == "effective rank of G" and visible[0].get_ylabel() == "train_step/loss"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["g=0.5", "g=2"]
     assert F.compare_runs({"a": a}, ["absent"]) is None
 
 
-def test_metric_group():
-    fig = F.metric_group(frame(**{"param_norm/a": curve(), "param_norm/total": curve(2), "x/y": curve()}),
-                         "param_norm/")
+def test_compare_runs_groups_seeds_as_mean_and_band():
+    runs = {"s0": frame(x=[1.0] * len(STEPS)), "s1": frame(x=[3.0] * len(STEPS)), "other": frame(x=[10.0] * len(STEPS))}
+    fig = F.compare_runs(runs, ["x"], groups={"s0": "cfg", "s1": "cfg", "other": "other"})
     ax = fig.axes[0]
-    assert len(ax.lines) == 2 and ax.get_legend().get_texts()[0].get_text() == "total"
-    assert F.metric_group(frame(**{"x/y": curve()}), "param_norm/") is None
+    assert len(ax.lines) == 2  # one line per configuration
+    assert np.allclose(ax.lines[0].get_ydata(), 2.0)  # the mean of the two seeds
+    band = ax.collections[0]
+    ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+    assert ys.min() == pytest.approx(1.0) and ys.max() == pytest.approx(3.0)  # ± s.e. = std(ddof=1)/√2 = 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["cfg (mean ± s.e. of 2 runs)", "other"]
 
 
 def test_figures_from_real_run(tiny_run):
     _, run = tiny_run
     m = run.metrics(wide=True)
     assert isinstance(F.loss_accuracy(m), Figure)
-    assert len(F.kp_panel(m).axes) == 4
-    assert F.sharpness_panel(m) is None and F.frequency_heatmap(m) is None
+    assert isinstance(probe_figure(run, "kp"), Figure)
+    assert probe_figure(run, "sharpness") is None and F.frequency_heatmap(m) is None

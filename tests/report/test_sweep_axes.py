@@ -133,7 +133,7 @@ def test_a_run_report_refuses_axes(tmp_path):
         gd.report(store, tmp_path / "r.html", name=run_id, x="lr")
 
 
-def test_seeds_of_one_configuration_share_a_colour_in_runs_compared(tmp_path):
+def test_seeds_of_one_configuration_are_one_band_in_runs_compared(tmp_path):
     store = gd.open_store(tmp_path / "s")
     for g in (0.5, 2.0):
         for seed in (0, 1):
@@ -141,13 +141,17 @@ def test_seeds_of_one_configuration_share_a_colour_in_runs_compared(tmp_path):
             run.log_series("train_step/loss", [0, 1, 2], [g, g / 2, g / (3 + seed)])
             run.finish({"final_train_loss": g})
     text = render_sweep(store, "few")
-    assert "<h2>Runs compared</h2>" in text and "seeds of one configuration share a colour" in text
+    assert "<h2>Runs compared</h2>" in text and "the seeds of one configuration: their mean ± s.e." in text
     metrics = {f"g={g} (seed {s})": store.metrics(r["id"], wide=True)
                for r, (g, s) in zip(store.runs(as_frame=False), [(0.5, 0), (0.5, 1), (2.0, 0), (2.0, 1)])}
     groups = {label: label.split(" (")[0] for label in metrics}
-    ax = F.compare_runs(metrics, ["train_step/loss"], groups=groups).axes[0]
-    assert [line.get_color() for line in ax.lines] == ["C0", "C0", "C1", "C1"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["g=0.5", "g=2.0"]
+    fig = F.compare_runs(metrics, ["train_step/loss"], groups=groups)
+    ax = fig.axes[0]
+    assert [line.get_color() for line in ax.lines] == ["C0", "C1"]  # one mean line per configuration
+    assert np.allclose(ax.lines[0].get_ydata(), [0.5, 0.25, (0.5 / 3 + 0.5 / 4) / 2])
+    assert len(ax.collections) == 2  # and its band
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["g=0.5 (mean ± s.e. of 2 runs)",
+                                                                   "g=2.0 (mean ± s.e. of 2 runs)"]
 
 
 def test_derived_zips_need_a_one_to_one_correspondence():

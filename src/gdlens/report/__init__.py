@@ -5,7 +5,7 @@ or sweep.
     gd.report(run, "run.html")                       # a Run
     gd.report(store, "sweep.html", name="lr-grid")   # a Store (or its directory) + run id or sweep name
     gd.report(store, "sweep.html", name="lr-grid", x="lr", y="model.hidden")  # a sweep's figure axes
-    fig = gd.report.figures.kp_panel(run.metrics(wide=True))
+    fig = gd.report.panels.probe_figure(run, "kp")    # one probe's section, drawn as it declared
 
 This package is callable: ``gdlens.report(...)`` is :func:`write_report`. matplotlib (the
 ``report`` extra) is imported only when a figure or report is made, so ``import gdlens`` works
@@ -18,7 +18,7 @@ import importlib
 import sys
 import types
 
-__all__ = ["write_report", "figures", "html", "sweep_axes"]
+__all__ = ["write_report", "figures", "html", "panels", "sweep_axes", "tables"]
 
 
 def write_report(source, path, name=None, x=None, y=None):
@@ -30,7 +30,7 @@ def write_report(source, path, name=None, x=None, y=None):
 
 
 def __getattr__(attr):
-    if attr in ("figures", "html", "sweep_axes"):
+    if attr in ("figures", "html", "panels", "sweep_axes", "tables"):
         return importlib.import_module(f"{__name__}.{attr}")
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,9 +37,6 @@ __all__ = [
     "metric_group",
     "spectral_order",
 ]
-
-_RANK_COLORS = {"K": "tab:blue", "P": "tab:orange", "G": "tab:green"}
-
 
 def _columns(metrics, pattern: str) -> list[str]:
     if metrics is None or len(getattr(metrics, "columns", ())) == 0:
@@ -81,140 +79,78 @@ def _mark_clocks(ax, clocks: Mapping[str, float] | None, label: bool) -> None:
         ax.axvline(float(step), color=f"C{(i + 5) % 10}", ls="--", lw=1, label=f"clock {name}" if label else None)
 
 
-def _short(column: str, prefix: str) -> str:
-    return column[len(prefix):] if column.startswith(prefix) else column
-
-
 def loss_accuracy(metrics, clocks: Mapping[str, float] | None = None) -> Figure | None:
-    """Loss (log y) and, when recorded, accuracy against step (symlog x, step 0 kept).
+    """Loss and, when recorded, accuracy against step (symlog x, step 0 kept).
 
     Loss columns are those ending in ``/loss`` (``metrics/train/loss``, ``metrics/test/loss``,
-    ``train_step/loss``); accuracy columns end in ``/accuracy``. ``clocks`` maps a label to a
-    step (e.g. a grokking or phase-transition step) marked by a dashed vertical line on every
-    panel. ``None`` when no loss or accuracy column exists."""
+    ``train_step/loss``: the loss of every step's batch, drawn thin); the loss axis is log when
+    the values allow it (symlog with zeros). Accuracy columns end in ``/accuracy`` and are drawn
+    on [0, 1]. ``clocks`` maps a label to a step (e.g. a grokking or phase-transition step)
+    marked by a dashed vertical line on every panel. One legend for the figure; a column without
+    a finite value keeps its entry ("no finite values"). ``None`` when no loss or accuracy
+    column exists."""
+    from gdlens.report.panels import NO_FINITE, set_yaxis, shared_legend
+
     loss = _columns(metrics, r".*/loss")
     acc = _columns(metrics, r".*/accuracy")
     if not loss and not acc:
         return None
     panels = [p for p in ((loss, "loss"), (acc, "accuracy")) if p[0]]
-    fig = Figure(figsize=(5.5 * len(panels), 3.8), layout="constrained")
+    fig = Figure(figsize=(5.0 * len(panels), 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (cols, what) in zip(axes, panels):
+        drawn = []
         for col in cols:
             steps, values = _series(metrics, col)
-            if len(steps):
-                ax.plot(steps, values, lw=1.0 if col.startswith("train_step/") else 1.6,
-                        alpha=0.5 if col.startswith("train_step/") else 1.0, label=col)
+            every = col.startswith("train_step/")
+            label = "training loss of each step's batch" if col == "train_step/loss" else col
+            if not len(steps):
+                ax.plot([], [], label=f"{label}: {NO_FINITE}")
+                continue
+            ax.plot(steps, values, lw=1.0 if every else 1.6, alpha=0.5 if every else 1.0, label=label)
+            drawn.append(values)
         _step_axis(ax)
-        if what == "loss" and all(np.all(_series(metrics, c)[1] > 0) for c in cols):
-            ax.set_yscale("log")
+        values = np.concatenate(drawn) if drawn else np.array([])
+        if what == "loss":
+            set_yaxis(ax, "log", values)
+            ax.set_ylabel("loss (the task's objective)")
+        else:
+            set_yaxis(ax, "linear", values, (0.0, 1.0))
+            ax.set_ylabel("accuracy (fraction correct)")
         _mark_clocks(ax, clocks, label=ax is axes[0])
-        ax.set_ylabel(what)
         ax.set_title(what)
-        ax.legend(fontsize=7)
+    shared_legend(fig)
     return fig
 
 
-def _eig_columns(metrics) -> list[str]:
-    cols = _columns(metrics, r"kp/eig_G_(\d+)")
-    return sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1]))
+def _deprecated(old: str, name: str) -> None:
+    warnings.warn(f"gdlens.report.figures.{old} is deprecated: the probes declare their panels; use "
+                  f"gdlens.report.panels.probe_figure(run, {name!r}) (a Run, or a metrics frame with the "
+                  "probe's declaration)", DeprecationWarning, stacklevel=3)
+
+
+def _prefix_figure(metrics, name: str) -> Figure | None:
+    from gdlens.report.panels import probe_figure
+
+    if not any(str(c).startswith(name + "/") for c in getattr(metrics, "columns", ())):
+        return None
+    return probe_figure(metrics, name)
 
 
 def kp_panel(metrics, steps: Sequence[int] | None = None) -> Figure | None:
-    """The KP decomposition over training: effective ranks of K, P and G (``kp/rank_*``, with
-    ±1 standard-error bands from ``kp/rank_*_se`` when recorded), the top eigenvalues of G over
-    training (``kp/eig_G_<i>``), G's spectrum at chosen ``steps`` (default: first, middle and
-    last recorded step) and the misdirection (``kp/misdirection``). Panels without data are
-    left out; ``None`` when there is no ``kp/`` column at all."""
-    ranks = [n for n in "KPG" if f"kp/rank_{n}" in getattr(metrics, "columns", ())]
-    eigs = _eig_columns(metrics)
-    misdir = "kp/misdirection" in getattr(metrics, "columns", ())
-    panels = []
-    if ranks:
-        panels.append("ranks")
-    if eigs:
-        panels += ["eig_steps", "spectrum"]
-    if misdir:
-        panels.append("misdirection")
-    if not panels:
-        return None
-    fig, axes = _panel_grid(len(panels), 2, (5.5, 3.6))
-    for ax, panel in zip(axes, panels):
-        if panel == "ranks":
-            for n in ranks:
-                s, v = _series(metrics, f"kp/rank_{n}")
-                ax.plot(s, v, marker="o", ms=3, color=_RANK_COLORS[n], label=f"rank {n}")
-                se_col = f"kp/rank_{n}_se"
-                if se_col in metrics.columns:
-                    se = metrics[se_col].reindex(s).to_numpy(dtype=float)
-                    ok = np.isfinite(se)
-                    if ok.any():
-                        ax.fill_between(s[ok], (v - se)[ok], (v + se)[ok], color=_RANK_COLORS[n], alpha=0.25)
-            ax.set_yscale("log")
-            ax.set_title("effective ranks of K, P, G")
-            ax.set_ylabel("effective rank")
-            _step_axis(ax)
-            ax.legend(fontsize=7)
-        elif panel == "eig_steps":
-            for i, col in enumerate(eigs):
-                s, v = _series(metrics, col)
-                ax.plot(s, v, color=f"C{i % 10}", label=col.rsplit("/", 1)[1])
-            if all(np.all(_series(metrics, c)[1] > 0) for c in eigs):
-                ax.set_yscale("log")
-            ax.set_title("top eigenvalues of G")
-            _step_axis(ax)
-            ax.legend(fontsize=7, ncol=2)
-        elif panel == "spectrum":
-            table = metrics[eigs].dropna(how="all")
-            chosen = list(steps) if steps is not None else sorted({table.index[0], table.index[len(table) // 2],
-                                                                   table.index[-1]})
-            idx = np.arange(1, len(eigs) + 1)
-            for j, st in enumerate(chosen):
-                if st not in table.index:
-                    continue
-                ax.plot(idx, table.loc[st].to_numpy(dtype=float), marker="o", ms=3, color=f"C{j % 10}",
-                        label=f"step {st}")
-            ax.set_xlabel("index i")
-            ax.set_ylabel("eigenvalue of G")
-            ax.set_title("spectrum of G at chosen steps")
-            ax.legend(fontsize=7)
-        else:
-            s, v = _series(metrics, "kp/misdirection")
-            ax.plot(s, v, marker="o", ms=3, color="tab:red")
-            ax.set_title("misdirection")
-            _step_axis(ax)
-    return fig
+    """Deprecated: the ``kp/`` columns drawn by the generic panels of
+    :func:`gdlens.report.panels.probe_figure` (which draws the KP probe's declared panels when
+    given a Run or the declaration). ``steps`` is ignored. ``None`` without ``kp/`` columns."""
+    _deprecated("kp_panel", "kp")
+    return _prefix_figure(metrics, "kp")
 
 
 def sharpness_panel(metrics, lr: float | None = None, threshold: float | None = None) -> Figure | None:
-    """Sharpness (every ``sharpness/*`` column that is not a threshold, a standard error or a
-    ``*warning*`` flag: ``lambda_max``, ``directional_curvature``, ...) against its stability
-    threshold(s): the ``sharpness/*threshold*`` columns (``threshold``, ``precond_threshold``)
-    when recorded, else ``threshold``, else ``2 / lr`` (gradient descent's edge of stability).
-    ``None`` without sharpness columns."""
-    cols = _columns(metrics, r"sharpness/.*")
-    thr_cols = [c for c in cols if "threshold" in c]
-    cols = [c for c in cols if c not in thr_cols and not c.endswith("_se") and "warning" not in c]
-    if not cols:
-        return None
-    fig = Figure(figsize=(6.0, 3.8), layout="constrained")
-    ax = fig.subplots()
-    for col in cols:
-        s, v = _series(metrics, col)
-        ax.plot(s, v, marker="o", ms=2, label=col)
-    for col in thr_cols:
-        s, v = _series(metrics, col)
-        ax.plot(s, v, ls="--", color="k", label=col)
-    if not thr_cols:
-        if threshold is None and lr:
-            threshold = 2.0 / float(lr)
-        if threshold is not None:
-            ax.axhline(threshold, ls="--", color="k", label=f"stability threshold {threshold:.4g}")
-    _step_axis(ax)
-    ax.set_ylabel("sharpness")
-    ax.set_title("sharpness vs stability threshold")
-    ax.legend(fontsize=7)
-    return fig
+    """Deprecated: the ``sharpness/`` columns (its recorded thresholds among them) drawn by
+    :func:`gdlens.report.panels.probe_figure`; ``lr`` and ``threshold`` are ignored. ``None``
+    without sharpness columns."""
+    _deprecated("sharpness_panel", "sharpness")
+    return _prefix_figure(metrics, "sharpness")
 
 
 def frequency_heatmap(metrics) -> Figure | None:
@@ -475,60 +411,62 @@ def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool
     return fig
 
 
+def _seed_band(runs: Sequence[Any], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, s.e.) of ``column`` over ``runs`` (wide metrics frames) at each step any of
+    them recorded: the mean of the finite values, s.e. = std(ddof=1)/√n (NaN where n < 2)."""
+    import pandas as pd
+
+    table = pd.concat([m[column] for m in runs], axis=1)
+    stats = np.array([_cell_stats(row) for row in table.to_numpy(dtype=float)]).reshape(-1, 3)
+    keep = stats[:, 2] > 0
+    return np.asarray(table.index, dtype=float)[keep], stats[keep, 0], stats[keep, 1]
+
+
 def compare_runs(metrics: Mapping[str, Any], columns: Sequence[str], titles: Mapping[str, str] | None = None,
-                 log: Sequence[str] = (), groups: Mapping[str, str] | None = None) -> Figure | None:
-    """Several runs side by side: one panel per column (present in at least one run), each run's
-    curve against step (symlog axis), labelled by the keys of ``metrics`` (label -> wide metrics
-    frame). ``groups`` maps a run's label to its configuration's: runs of one configuration
-    (its seeds) share one colour and one legend entry. Columns in ``log`` get a log y axis when
-    positive and spanning more than a factor 20. ``None`` when no column has data."""
+                 log: Sequence[str] = (), groups: Mapping[str, str] | None = None,
+                 ylabels: Mapping[str, str] | None = None) -> Figure | None:
+    """Several runs side by side: one panel per column (present in at least one run) against
+    step (symlog axis). ``metrics`` maps a run's label to its wide metrics frame; ``groups`` maps
+    a run's label to its configuration's: the runs of one configuration (its seeds) are drawn as
+    their mean with a ±1 standard-error band, one colour and one legend entry per configuration.
+    Columns in ``log`` get a log y axis when positive and spanning more than two decades
+    (:func:`gdlens.report.panels.choose_yscale`). ``titles`` and ``ylabels`` name each column's panel title and y axis (default: the column).
+    One legend for the figure. ``None`` when no column has data."""
+    from gdlens.report.panels import set_yaxis, shared_legend
+
     present = [c for c in columns if any(c in getattr(m, "columns", ()) and len(_series(m, c)[0])
                                          for m in metrics.values())]
     if not present:
         return None
+    members: dict[str, list[Any]] = {}
+    for label, m in metrics.items():
+        members.setdefault((groups or {}).get(label, label), []).append(m)
     fig, axes = _panel_grid(len(present), 3, (4.2, 3.2))
     for ax, col in zip(axes, present):
-        positive = True
-        named = list(dict.fromkeys((groups or {}).get(lab, lab) for lab in metrics))
-        seen: set[str] = set()
-        for label, m in metrics.items():
-            if col not in getattr(m, "columns", ()):
+        drawn = []
+        for k, (name, runs) in enumerate(members.items()):
+            runs = [m for m in runs if col in getattr(m, "columns", ())]
+            if not runs:
                 continue
-            s, v = _series(m, col)
-            positive &= bool(np.all(v > 0))
-            name = (groups or {}).get(label, label)
-            ax.plot(s, v, color=f"C{named.index(name) % 10}", lw=1.2, marker="o" if len(s) < 30 else None, ms=2,
-                    label=None if name in seen else name)
-            seen.add(name)
-        lows, highs = ax.dataLim.y0, ax.dataLim.y1
-        if col in log and positive and highs > 20 * lows:  # a log axis only where values span decades
-            ax.set_yscale("log")
+            s, v, se = _seed_band(runs, col)
+            text = name if len(members[name]) == 1 else f"{name} (mean ± s.e. of {len(members[name])} runs)"
+            ax.plot(s, v, color=f"C{k % 10}", lw=1.2, marker="o" if len(s) < 30 else None, ms=2, label=text)
+            band = np.isfinite(se)
+            if band.any():
+                ax.fill_between(s[band], (v - se)[band], (v + se)[band], color=f"C{k % 10}", alpha=0.2, lw=0)
+            drawn += [v, (v - se)[band], (v + se)[band]]
+        values = np.concatenate(drawn) if drawn else np.array([])
+        set_yaxis(ax, "auto" if col in log else "linear", values)
         _step_axis(ax)
         ax.set_title((titles or {}).get(col, col), fontsize=9)
-    axes[0].legend(fontsize=7)
+        ax.set_ylabel((ylabels or {}).get(col, col), fontsize=8)
+    shared_legend(fig)
     return fig
 
 
 def metric_group(metrics, prefix: str, title: str | None = None, max_lines: int = 12) -> Figure | None:
-    """Every column under ``prefix`` (e.g. ``"param_norm/"``) against step in one panel (at most
-    ``max_lines`` columns, ``total`` first); log y when all values are positive. ``None`` when
-    no column has data."""
-    cols = [c for c in getattr(metrics, "columns", ()) if str(c).startswith(prefix)]
-    cols = [c for c in cols if len(_series(metrics, c)[0])]
-    if not cols:
-        return None
-    cols.sort(key=lambda c: (not c.endswith("/total"), c))
-    cols = cols[:max_lines]
-    fig = Figure(figsize=(6.0, 3.8), layout="constrained")
-    ax = fig.subplots()
-    positive = True
-    for col in cols:
-        s, v = _series(metrics, col)
-        positive &= bool(np.all(v > 0))
-        ax.plot(s, v, marker="o" if len(s) < 30 else None, ms=2, label=_short(col, prefix))
-    if positive:
-        ax.set_yscale("log")
-    _step_axis(ax)
-    ax.set_title(title or prefix.rstrip("/"))
-    ax.legend(fontsize=7, ncol=2 if len(cols) > 6 else 1)
-    return fig
+    """Deprecated: every column under ``prefix`` (e.g. ``"param_norm/"``) drawn by the generic
+    panels of :func:`gdlens.report.panels.probe_figure` (``title`` and ``max_lines`` are
+    ignored). ``None`` when no column has data."""
+    _deprecated("metric_group", prefix.rstrip("/"))
+    return _prefix_figure(metrics, prefix.rstrip("/"))

@@ -19,11 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gdlens.report import figures as F
+from gdlens.report.tables import flatten, format_value, key_value_table, probe_order, summary_table
 
-__all__ = ["write_report", "render_run", "render_sweep", "format_value", "figure_to_data_uri"]
+__all__ = ["write_report", "render_run", "render_sweep", "probe_sections", "format_value", "figure_to_data_uri"]
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;color:#222;
@@ -31,32 +30,12 @@ padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .6em;
 text-align:left;vertical-align:top}th{background:#f4f4f4}td.num{text-align:right;font-family:monospace}
+tr.group th{background:#e4e9f0;font-size:1.05em}.settings{font-weight:normal;color:#444;margin-left:1em}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
-.meta{color:#555;font-size:.9em}nav a{margin-right:.8em}
+.meta{color:#555;font-size:.9em}nav a{margin-right:.8em}p.note{color:#7a4b00;font-size:.9em}
 """
 
-# Sections, in page order: (prefix of the metric names, section title).
-_KNOWN = [
-    ("kp/", "KP decomposition"),
-    ("sharpness/", "Sharpness"),
-    ("frequency/", "Frequency principle"),
-    ("condensation/", "Condensation"),
-    ("cka/", "CKA"),
-    ("clocks/", "Clocks"),
-]
-_TRAINING_PREFIXES = ("metrics/", "train_step/")
-
-
-def format_value(value: Any) -> str:
-    """How a configuration or summary value is written in the page (numbers with 6
-    significant digits, as ``f"{v:.6g}"``)."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    return str(value)
+_TRAINING_PREFIXES = ("train_step",)  # written by the training loop, drawn in "Loss and accuracy"
 
 
 def figure_to_data_uri(fig, dpi: int = 90) -> str:
@@ -67,26 +46,6 @@ def figure_to_data_uri(fig, dpi: int = 90) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _table(rows: Mapping[str, Any], id_: str, headers=("name", "value")) -> str:
-    body = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td class='num'>{html.escape(format_value(v))}</td></tr>"
-        for k, v in rows.items()
-    )
-    return (f"<table id='{id_}'><thead><tr><th>{headers[0]}</th><th>{headers[1]}</th></tr></thead>"
-            f"<tbody>{body}</tbody></table>")
 
 
 def _slug(text: str) -> str:
@@ -160,127 +119,57 @@ def _clocks(metrics, summary: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def _array_group(name: str) -> str:
-    """The probe group of an array name (``"<probe>/<key>"`` as the Recorder writes it, or
-    ``"<probe>.<key>"`` / ``"<probe>__<key>"`` from a user's own logging): the part before the
-    first ``/``, ``.`` or ``__``."""
-    return re.split(r"/|\.|__", name, maxsplit=1)[0]
-
-
-def _arrays_with(arrays: Mapping[str, Any], *words: str) -> list[str]:
-    return [n for n in arrays if any(w in n.lower() for w in words)]
+def probe_sections(summary: Mapping[str, Any], metrics, arrays: Mapping[str, Any],
+                   order: Any = None) -> list[tuple[str, dict | None]]:
+    """The probe sections of a run, in page order: ``(probe name, declaration or None)`` for
+    each probe of the summary's ``"probes"`` (in the order of ``order``, the config's
+    ``"probes"`` list of ``{"name": ...}``, when given; the store keeps the summary's keys
+    sorted), then each other
+    prefix of a recorded metric or array name (``"<prefix>/..."``), which gets the generic
+    panels. The training loop's own ``train_step/`` is not a probe."""
+    decls = summary.get("probes") if isinstance(summary.get("probes"), Mapping) else {}
+    out: list[tuple[str, dict | None]] = [(n, dict(decls[n])) for n in probe_order(decls, order)]
+    names = [str(c) for c in getattr(metrics, "columns", ())] + list(arrays)
+    for prefix in dict.fromkeys(n.split("/", 1)[0] for n in names if "/" in n):
+        if prefix not in decls and prefix not in _TRAINING_PREFIXES:
+            out.append((prefix, None))
+    return out
 
 
 def render_run(run) -> str:
     """The HTML text of a run's report (see :func:`write_report`)."""
+    from gdlens.report.panels import draw_section, plan_section, section_title
+
     config, summary = run.config, run.summary
     metrics = run.metrics(wide=True)
     arrays = run.arrays()
     page = _Page(f"gdlens run {run.id}")
 
     page.section("Configuration")
-    page.add(_table(_flatten(config), "config-table", ("key", "value")))
+    page.add(key_value_table(flatten(config), "config-table", ("key", "value")))
     page.end()
     if summary:
         page.section("Summary")
-        page.add(_table(_flatten(summary), "summary-table", ("metric", "value")))
+        page.add(summary_table(summary, config.get("probes")))
         page.end()
 
     clocks = _clocks(metrics, summary)
     fig = F.loss_accuracy(metrics, clocks=clocks)
-    if fig is not None:
+    if fig is not None or clocks:
         page.section("Loss and accuracy")
-        page.figure(fig, "Loss and accuracy against step")
+        page.figure(fig, "Loss and accuracy against step" + (" (dashed: clock steps)" if clocks else ""))
+        if clocks:
+            page.add(key_value_table(clocks, "clocks-table", ("clock", "step")))
         page.end()
 
-    lr = config.get("lr") if isinstance(config.get("lr"), (int, float)) else None
-    used: set[str] = set()
-    for prefix, title in _KNOWN:
-        cols = [c for c in metrics.columns if c.startswith(prefix)]
-        group = prefix.rstrip("/")
-        arr_names = [n for n in arrays if _array_group(n) == group]
-        if not cols and not arr_names and not (prefix == "clocks/" and clocks):
-            continue
-        used.update(cols)
-        used.update(arr_names)
+    for name, decl in probe_sections(summary, metrics, arrays, config.get("probes")):
+        plans = plan_section(name, decl, metrics, arrays)
+        title = section_title(name, decl)
         page.section(title)
-        shown = 0
-        if prefix == "kp/":
-            fig = F.kp_panel(metrics)
-            shown += page.figure(fig, "KP decomposition: effective ranks, spectrum of G, misdirection")
-        elif prefix == "sharpness/":
-            fig = F.sharpness_panel(metrics, lr=lr)
-            shown += page.figure(fig, "Sharpness against its stability threshold")
-        elif prefix == "frequency/":
-            fig = F.frequency_heatmap(metrics)
-            shown += page.figure(fig, "Relative error per frequency over training")
-            rest = [c for c in cols if not re.fullmatch(r"frequency/err_k\d+", c)]
-            if rest:
-                fig = F.metric_group(metrics[rest], prefix, "frequency probe scalars")
-                shown += page.figure(fig, "Frequency probe scalars")
-        elif prefix == "condensation/":
-            for name in _arrays_with({n: 0 for n in arr_names}, "similar", "cosine"):
-                steps, values = arrays[name]
-                if values and values[-1].ndim == 2 and values[-1].shape[0] == values[-1].shape[1]:
-                    fig = F.condensation_matrix(values[-1], title=f"{name} at step {steps[-1]}")
-                    shown += page.figure(fig, f"{name} at step {steps[-1]}, neurons ordered by orientation")
-            ori = _arrays_with({n: 0 for n in arr_names}, "orientation", "angle")
-            amp = _arrays_with({n: 0 for n in arr_names}, "amplitude")
-            if ori and amp:
-                (so, vo), (sa, va) = arrays[ori[0]], arrays[amp[0]]
-                common = [s for s in so if s in set(sa)]
-                pick = sorted({common[0], common[len(common) // 2], common[-1]}) if common else []
-                snaps = {int(s): (vo[list(so).index(s)], va[list(sa).index(s)]) for s in pick}
-                fig = F.orientation_scatter(snaps)
-                shown += page.figure(fig, "Orientation and amplitude of neurons at chosen steps")
-            if cols:
-                fig = F.metric_group(metrics, prefix, "condensation scalars")
-                shown += page.figure(fig, "Condensation scalars over training")
-        elif prefix == "cka/":
-            for name in arr_names:
-                steps, values = arrays[name]
-                if values and values[-1].ndim == 2:
-                    fig = F.cka_matrix(values[-1], title=f"{name} at step {steps[-1]}")
-                    shown += page.figure(fig, f"{name} at step {steps[-1]}")
-            if cols:
-                fig = F.metric_group(metrics, prefix, "CKA over training")
-                shown += page.figure(fig, "CKA over training")
-        elif prefix == "clocks/":
-            if clocks:
-                page.add(_table(clocks, "clocks-table", ("clock", "step")))
-            if cols:
-                fig = F.metric_group(metrics, prefix, "clocks")
-                shown += page.figure(fig, "Clocks over training")
-        if not shown and cols:
-            page.figure(F.metric_group(metrics, prefix, title), f"{title} over training")
-        page.end()
-
-    # Any other probe group recorded as scalars: one line panel each.
-    others: dict[str, list[str]] = {}
-    for col in metrics.columns:
-        if col in used or col.startswith(_TRAINING_PREFIXES) or "/" not in col:
-            continue
-        others.setdefault(col.split("/", 1)[0] + "/", []).append(col)
-    for prefix, cols in others.items():
-        fig = F.metric_group(metrics, prefix)
-        if fig is None:
-            continue
-        title = prefix.rstrip("/").replace("_", " ")
-        page.section(title.capitalize())
-        page.figure(fig, f"{title} over training")
-        page.end()
-
-    rest = {n: v for n, v in arrays.items() if n not in used}
-    if rest:
-        page.section("Other arrays")
-        rows = {n: f"{len(s)} steps, shape {tuple(v[0].shape)}" for n, (s, v) in rest.items()}
-        page.add(_table(rows, "arrays-table", ("array", "recorded")))
-        for name, (steps, values) in rest.items():
-            last = values[-1]
-            if last.ndim == 2 and last.shape[0] == last.shape[1] and last.shape[0] <= 512:
-                fig = F.cka_matrix(np.clip(last, 0, 1), title=f"{name} at step {steps[-1]}") \
-                    if np.nanmin(last) >= 0 and np.nanmax(last) <= 1 else None
-                page.figure(fig, f"{name} at step {steps[-1]}")
+        if decl is None or not decl.get("panels"):
+            page.add("<p class='note'>This probe declares no panels: its keys are drawn by the generic panels.</p>")
+        if not page.figure(draw_section(plans, metrics, arrays), f"{title}: {name}/* against step"):
+            page.add("<p class='note'>Nothing was recorded by this probe.</p>")
         page.end()
 
     meta = f"status <b>{html.escape(str(run.status))}</b>;"
@@ -288,18 +177,42 @@ def render_run(run) -> str:
 
 
 MAX_COMPARED_RUNS = 8
-_COMPARED = {
-    "train_step/loss": "training loss (every step)", "metrics/test/loss": "test loss",
-    "metrics/test/accuracy": "test accuracy", "kp/rank_K": "effective rank of K", "kp/rank_P": "effective rank of P",
-    "kp/rank_G": "effective rank of G", "kp/misdirection": "misdirection alignment(G, PPᵀ)",
-    "hidden/participation_ratio": "hidden participation ratio", "sharpness/lambda_max": "sharpness λ_max",
-    "clocks/fit": "fit clock", "rel_change/total": "relative change of θ",
-}
+MAX_COMPARED_PANELS = 9
+
+
+def _compared_columns(metrics: Mapping[str, Any], summary: Mapping[str, Any], config: Mapping[str, Any]):
+    """What "Runs compared" draws: the losses and accuracies (``*/loss``, ``*/accuracy``), then
+    each declared probe's first curve panel (its keys, labels and y label, planned on the first
+    run): ``(columns, titles, ylabels, log)``, at most :data:`MAX_COMPARED_PANELS` columns."""
+    from gdlens.report.panels import plan_section
+
+    names = list(dict.fromkeys(str(c) for m in metrics.values() for c in m.columns))
+    columns = [c for c in names if c == "train_step/loss"] + [c for c in names if c.endswith("/loss")
+                                                             and c != "train_step/loss"]
+    columns += [c for c in names if c.endswith("/accuracy")]
+    titles = {"train_step/loss": "training loss (each step's batch)"}
+    ylabels = {c: "loss (the task's objective)" for c in columns if c.endswith("/loss")}
+    ylabels.update({c: "accuracy (fraction correct)" for c in columns if c.endswith("/accuracy")})
+    log = [c for c in columns if c.endswith("/loss")]
+    first = next(iter(metrics.values()))
+    decls = summary.get("probes") if isinstance(summary.get("probes"), Mapping) else {}
+    for name in probe_order(decls, config.get("probes")):
+        if not decls[name].get("panels"):
+            continue
+        plans = [p for p in plan_section(name, decls[name], first, {}) if p.kind == "lines"]
+        for col in plans[0].columns if plans else ():
+            if col not in columns:
+                columns.append(col)
+                titles[col] = plans[0].labels.get(col, col)
+                ylabels[col] = plans[0].ylabel
+                if plans[0].yscale in ("auto", "log"):
+                    log.append(col)
+    return columns[:MAX_COMPARED_PANELS], titles, ylabels, log
 
 
 def _compare_section(page: _Page, store, frame, configs: list[str]) -> None:
-    """Small sweeps: the runs' curves overlaid; the seeds of one configuration share its colour
-    (``configs``: each run's configuration label)."""
+    """Small sweeps: the runs' curves overlaid; the seeds of one configuration are drawn as
+    their mean ± s.e. (``configs``: each run's configuration label)."""
     metrics, groups = {}, {}
     for (_, row), config in zip(frame.iterrows(), configs):
         label = config or str(row["id"])[:8]
@@ -307,12 +220,12 @@ def _compare_section(page: _Page, store, frame, configs: list[str]) -> None:
             label = f"{label} (seed {format_value(row['config.seed'])})"
         metrics[label] = store.metrics(row["id"], wide=True)
         groups[label] = config or label
-    fig = F.compare_runs(metrics, list(_COMPARED), _COMPARED, log=("train_step/loss", "metrics/test/loss",
-                                                                   "kp/rank_K", "kp/rank_P", "kp/rank_G"),
-                         groups=groups)
+    first = store.run(frame["id"].iloc[0])
+    columns, titles, ylabels, log = _compared_columns(metrics, first.summary, first.config)
+    fig = F.compare_runs(metrics, columns, titles, log=log, groups=groups, ylabels=ylabels)
     if fig is not None:
         page.section("Runs compared")
-        page.figure(fig, "The runs of the sweep over training, overlaid (seeds of one configuration share a colour)")
+        page.figure(fig, "The runs of the sweep over training (the seeds of one configuration: their mean ± s.e.)")
         page.end()
 
 
@@ -383,7 +296,7 @@ def render_sweep(store, sweep: str, x: str | None = None, y: str | None = None) 
     page.section("Configuration")
     common = {c[len("config."):]: frame[c].iloc[0] for c in frame.columns
               if c.startswith("config.") and c not in swept and len(frame) and len({repr(v) for v in frame[c]}) == 1}
-    page.add(_table(common, "config-table", ("key (same for all runs)", "value")))
+    page.add(key_value_table(common, "config-table", ("key (same for all runs)", "value")))
     seeds = len({repr(v) for v in frame[lay.seed]}) if lay.seed else 0
     page.add(_axes_text(dims, lay, seeds))
     page.end()
