@@ -95,19 +95,27 @@ class DiagonalBlock:
     weight: Tensor | None = None
 
 
+def _identity(X: Tensor) -> Tensor:
+    return X
+
+
 @dataclass(frozen=True)
 class ParameterBlock:
-    """One θ tensor of a linearisation: ``J_p δp`` injects ``lower(U δpᵀ)`` into the state of
-    ``layer`` (then the layers above read it); ``J_pᵀ`` is ``Uᵀ lift(·)`` on that layer's
-    cotangent. U (B·T, m); lift: (k, B, T, S_ℓ) -> (k, B, T, width); lower the reverse."""
+    """One θ tensor of a linearisation. It enters layer ``layer`` at a *site* (a place in the
+    layer's computation that parameters share: ``"x"`` the cell state, ``"y"`` the output
+    projection, ``"a"`` the MLP's pre-activation, ``"o"`` the block output, ``"v"`` the layer
+    input): ``J_p δp`` adds ``lower(U δpᵀ)`` to the site's perturbation, and ``J_pᵀ g`` is
+    ``(Uᵀ lift(site cotangent))ᵀ``. U (B·T, m); lift: (k, B, T, site width) -> (k, B, T, width);
+    lower the reverse (the identity unless the parameter has its own coefficients)."""
 
     name: str
     layer: int
+    site: str
     U: Tensor
     width: int
     vector: bool
-    lift: Callable[[Tensor], Tensor]
-    lower: Callable[[Tensor], Tensor]
+    lift: Callable[[Tensor], Tensor] = _identity
+    lower: Callable[[Tensor], Tensor] = _identity
 
 
 class DiagonalTransition:
@@ -206,7 +214,8 @@ class DiagonalLinearisation:
         tr = self.transition
         self.param_blocks = [
             ParameterBlock(
-                blk.name, 0, blk.U, self.modes, blk.vector, partial(_x_site_lift, tr, blk), partial(_x_site_lower, tr, blk)
+                blk.name, 0, "x", blk.U, self.modes, blk.vector, partial(_x_site_lift, tr, blk),
+                partial(_x_site_lower, tr, blk),
             )
             for blk in self.blocks
         ]
@@ -228,6 +237,14 @@ class DiagonalLinearisation:
     def cotangents(self, V: Tensor) -> list[Tensor]:
         """What each layer's parameter blocks see of a state cotangent V: V itself (one layer)."""
         return [V]
+
+    def site_cotangents(self, layer: int, G: Tensor, sites: Sequence[str]) -> dict[str, Tensor]:
+        """The cotangent at each site: the state's own (the cell state is the state)."""
+        return {"x": G}
+
+    def site_inject(self, layer: int, perts: dict[str, Tensor]) -> Tensor:
+        """The state perturbation of the sites' perturbations."""
+        return perts["x"]
 
     def inject(self, parts: Sequence[Tensor | None], like: Tensor) -> Tensor:
         """The state perturbation of per-layer injections (None = 0), shaped like ``like``."""
@@ -307,35 +324,49 @@ class StackLayerPoint:
         return G[..., : self.width] + self.transition.input_vjp(self.blocks, at, self.lift_x(at, G))
 
     # the parameter sites (module docstring), all steps at once ------------------------
-    def cell_lift(self, blk: DiagonalBlock, G: Tensor) -> Tensor:
-        return self.transition.fold(blk.coef * self.lift_x(ALL, G), blk.half)
+    def site_cotangents(self, G: Tensor, sites: Sequence[str]) -> dict[str, Tensor]:
+        """The cotangent of the state G (k, B, T, S_ℓ) at each of ``sites``, by the chain
+        o <- a <- y <- x <- v of one layer (each site's cotangent is computed once)."""
+        d = self.width
+        g_o = G[..., :d]
+        out = {"o": g_o}
+        if self.W1 is not None:
+            out["a"] = self.slope * (g_o @ self.W2)
+            out["y"] = out["a"] @ self.W1
+        else:
+            out["y"] = g_o
+        if "x" in sites or "v" in sites:
+            out["x"] = G[..., d:] + out["y"] @ self.C
+        if "v" in sites:
+            out["v"] = g_o + self.transition.input_vjp(self.blocks, ALL, out["x"])
+        return out
 
-    def cell_lower(self, blk: DiagonalBlock, W: Tensor) -> Tensor:
-        return self.lower_x(ALL, blk.coef * self.transition.expand(W, blk.half))
-
-    def y_lift(self, G: Tensor) -> Tensor:
-        return self.head_T(ALL, G[..., : self.width])
-
-    def y_lower(self, W: Tensor) -> Tensor:
-        return self.h_to_state(self.head(ALL, W))
-
-    def a_lift(self, G: Tensor) -> Tensor:
-        return self.slope * (G[..., : self.width] @ self.W2)
-
-    def a_lower(self, W: Tensor) -> Tensor:
-        return self.h_to_state((self.slope * W) @ self.W2.T)
-
-    def o_lift(self, G: Tensor) -> Tensor:
-        return G[..., : self.width]
-
-    def o_lower(self, W: Tensor) -> Tensor:
-        return self.h_to_state(W)
-
-    def v_lift(self, G: Tensor) -> Tensor:
-        return self.inp_T(ALL, G)
-
-    def v_lower(self, W: Tensor) -> Tensor:
-        return self.inp(ALL, W)
+    def site_inject(self, perts: dict[str, Tensor]) -> Tensor:
+        """The state perturbation (δo, δx) (k, B, T, S_ℓ) of perturbations at the sites, by
+        the chain v -> x -> y -> a -> o."""
+        dv, dx, dy, da, do = (perts.get(site) for site in ("v", "x", "y", "a", "o"))
+        if dv is not None:
+            gx = self.transition.input_jvp(self.blocks, ALL, dv)
+            dx = gx if dx is None else dx + gx
+            do = dv if do is None else do + dv
+        if dx is not None:
+            cx = dx @ self.C.T
+            dy = cx if dy is None else dy + cx
+        if dy is not None:
+            if self.W1 is None:
+                do = dy if do is None else do + dy
+            else:
+                ay = dy @ self.W1.T
+                da = ay if da is None else da + ay
+        if da is not None:
+            oa = (self.slope * da) @ self.W2.T
+            do = oa if do is None else do + oa
+        ref = next(iter(perts.values()))
+        if do is None:
+            do = ref.new_zeros(*ref.shape[:-1], self.width)
+        if dx is None:
+            dx = ref.new_zeros(*ref.shape[:-1], self.state_size - self.width)
+        return torch.cat([do, dx], dim=-1)
 
 
 class DiagonalStackLinearisation:
@@ -358,6 +389,12 @@ class DiagonalStackLinearisation:
 
     def dT(self, i: int, G: Tensor) -> Tensor:  # noqa: N802
         return self.layered.dT(i, G)
+
+    def site_cotangents(self, layer: int, G: Tensor, sites: Sequence[str]) -> dict[str, Tensor]:
+        return self.points[layer].site_cotangents(G, sites)
+
+    def site_inject(self, layer: int, perts: dict[str, Tensor]) -> Tensor:
+        return self.points[layer].site_inject(perts)
 
     def cotangents(self, V: Tensor) -> list[Tensor]:
         """M_tᵀ v split by layer, all steps at once."""
@@ -453,17 +490,17 @@ def _stack_linearisation(model, theta: Params, x: Tensor, hidden: Tensor, z0: Te
         N = transition.modes
         for blk in blocks:
             params.append(
-                ParameterBlock(f"cells.{k}.{blk.name}", k, blk.U, N, blk.vector, partial(pt.cell_lift, blk), partial(pt.cell_lower, blk))
+                ParameterBlock(f"cells.{k}.{blk.name}", k, "x", blk.U, N, blk.vector,
+                               partial(_x_site_lift, transition, blk), partial(_x_site_lower, transition, blk))
             )
-        sites = [(f"cells.{k}.readout", x_now, d, pt.y_lift, pt.y_lower)]
+        sites = [(f"cells.{k}.readout", "y", x_now, d)]
         if mlp_theta is not None:
-            m = W1.shape[0]
-            sites += [(f"mlps.{k}.inp", y, m, pt.a_lift, pt.a_lower), (f"mlps.{k}.out", F.gelu(a), d, pt.o_lift, pt.o_lower)]
+            sites += [(f"mlps.{k}.inp", "a", y, W1.shape[0]), (f"mlps.{k}.out", "o", F.gelu(a), d)]
         if k == 0:
-            sites.append(("encoder", u, d, pt.v_lift, pt.v_lower))
-        for prefix, cols, width, lift, lower in sites:
-            params.append(ParameterBlock(f"{prefix}.weight", k, cols.reshape(B * T, -1), width, False, lift, lower))
-            params.append(ParameterBlock(f"{prefix}.bias", k, ones, width, True, lift, lower))
+            sites.append(("encoder", "v", u, d))
+        for prefix, site, cols, width in sites:
+            params.append(ParameterBlock(f"{prefix}.weight", k, site, cols.reshape(B * T, -1), width, False))
+            params.append(ParameterBlock(f"{prefix}.bias", k, site, ones, width, True))
         v = hidden[..., sl][..., :d]  # o^k: what layer k+1 reads at the same step
     return DiagonalStackLinearisation(points, params, z0 is None and "z0" in theta)
 
@@ -503,42 +540,57 @@ class DiagonalKernel(LinearOperator):
             raise ValueError(f"{type(self).__name__} knows {known}, got {unknown}")
         super().__init__(lin.shape, dtype=lin.dtype, device=lin.device, is_symmetric=True)
         self._blocks = [blk for blk in lin.param_blocks if blk.name in self.names]
+        self._sites: dict[int, list[str]] = {}  # layer -> the sites its selected blocks enter at
+        for blk in self._blocks:
+            sites = self._sites.setdefault(blk.layer, [])
+            if blk.site not in sites:
+                sites.append(blk.site)
         self._with_z0 = "z0" in self.names and lin.z0_learnable
 
-    def _block_rows(self, blk: ParameterBlock, W: Sequence[Tensor]) -> Tensor:
-        """(k, width, m): J_pᵀ v for the per-layer cotangents W of the k rows of V."""
-        G = W[blk.layer]
-        k, B, T = G.shape[:3]
-        w = blk.lift(G).reshape(k, B * T, -1)
-        return (blk.U.T @ w).transpose(1, 2)
+    def _sites_rows(self, V: Tensor) -> list[Tensor]:
+        """(k, width, m) per block: J_pᵀ v for the k rows of V (k, B, T, S), each layer's site
+        cotangents computed once."""
+        lin = self.linearisation
+        W = lin.cotangents(V)
+        cots = {ell: lin.site_cotangents(ell, W[ell], sites) for ell, sites in self._sites.items()}
+        k, B, T = V.shape[:3]
+        out = []
+        for blk in self._blocks:
+            w = blk.lift(cots[blk.layer][blk.site]).reshape(k, B * T, -1)
+            out.append((blk.U.T @ w).transpose(1, 2))
+        return out
 
-    def _block_apply(self, blk: ParameterBlock, P: Tensor) -> Tensor:
-        """(k, B, T, S_ℓ): the injection into layer ℓ of each of the k tangents P (k, width, m)."""
-        k = P.shape[0]
-        B, T, _ = self.shape_out
-        return blk.lower((blk.U @ P.transpose(1, 2)).reshape(k, B, T, -1))
+    def _sites_apply(self, pieces: Sequence[Tensor], like: Tensor) -> Tensor:
+        """Σ_p J_p δp for the k tangents δp (k, width, m) per block, shaped like ``like``."""
+        lin = self.linearisation
+        k, B, T = like.shape[:3]
+        perts: dict[int, dict[str, Tensor]] = {}
+        for blk, P in zip(self._blocks, pieces):
+            part = blk.lower((blk.U @ P.transpose(1, 2)).reshape(k, B, T, -1))
+            site = perts.setdefault(blk.layer, {})
+            site[blk.site] = part if blk.site not in site else site[blk.site] + part
+        parts: list[Tensor | None] = [None] * lin.num_layers
+        for ell, site in perts.items():
+            parts[ell] = lin.site_inject(ell, site)
+        return lin.inject(parts, like)
 
     def _z0_rows(self, V: Tensor) -> Tensor:
         return self.linearisation.dT(0, V[:, :, 0]).sum(1)
 
     def _flat_rows(self, V: Tensor) -> list[Tensor]:
-        W = self.linearisation.cotangents(V) if self._blocks else []
-        out = [self._block_rows(blk, W) for blk in self._blocks]
+        out = self._sites_rows(V) if self._blocks else []
         return out + ([self._z0_rows(V)] if self._with_z0 else [])
 
     def _flat_apply(self, pieces: Sequence[Tensor]) -> Tensor:
-        pieces = list(pieces)
         k = pieces[0].shape[0]
         lin = self.linearisation
-        parts: list[Tensor | None] = [None] * lin.num_layers
-        for blk in self._blocks:
-            part = self._block_apply(blk, pieces.pop(0))
-            parts[blk.layer] = part if parts[blk.layer] is None else parts[blk.layer] + part
         like = torch.empty(k, *self.shape_out, dtype=self.dtype, device=self.device)  # shape only
-        out = lin.inject(parts, like).clone()
+        n = len(self._blocks)
+        out = self._sites_apply(pieces[:n], like) if n else torch.zeros_like(like)
         if self._with_z0:
             B, _, S = self.shape_out
-            out[:, :, 0] += lin.d(0, pieces.pop(0).unsqueeze(1).expand(k, B, S))
+            out = out.clone()
+            out[:, :, 0] += lin.d(0, pieces[n].unsqueeze(1).expand(k, B, S))
         return out
 
     def _matmat(self, X: Tensor) -> Tensor:
@@ -558,10 +610,8 @@ class DiagonalKernel(LinearOperator):
 
     def rows(self, V: Tensor) -> dict[str, Tensor]:
         """``J_Sᵀ v`` for each of the k rows of V: {name: (k, *θ[name].shape)}."""
-        W = self.linearisation.cotangents(V) if self._blocks else []
         out = {}
-        for blk in self._blocks:
-            g = self._block_rows(blk, W)
+        for blk, g in zip(self._blocks, self._sites_rows(V) if self._blocks else []):
             out[blk.name] = g.squeeze(-1) if blk.vector else g
         if "z0" in self.names:
             out["z0"] = self._z0_rows(V) if self._with_z0 else V.new_zeros(V.shape[0], V.shape[-1])
