@@ -333,11 +333,12 @@ def _limits(ax, scale: str, values: np.ndarray, ylim) -> None:
     if scale == "symlog" and v.size and v.min() >= 0 and lo_set is None:
         ax.set_ylim(bottom=0.0)  # no empty negative half for a quantity that is never negative
     if scale == "log" and v.size and v.max() < 10 * v.min():
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
-        plain = FuncFormatter(lambda y, _: f"{y:g}")  # within a decade: 70, 80, not 7×10¹
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        # within a decade a log axis has one labelled tick or none: evenly spaced ticks, plain numbers
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
 
 
 class _Colors:
@@ -400,6 +401,10 @@ def _draw_lines(ax, plan: Plan, metrics, color: _Colors) -> np.ndarray:
     if plan.bound is not None:
         seen.append(_draw_bound(ax, plan.bound))
     _step_axis(ax)
+    if not seen:  # nothing to draw: say so, over the run's steps
+        ax.text(0.5, 0.5, NO_FINITE, transform=ax.transAxes, ha="center", va="center", color="0.4")
+        steps = np.asarray(getattr(metrics, "index", [0]), dtype=float)
+        ax.set_xlim(0, max(float(steps.max()) if steps.size else 1.0, 1.0))
     return np.concatenate(seen) if seen else np.array([])
 
 
@@ -420,7 +425,8 @@ def _draw_spectrum(ax, plan: Plan, metrics, color: _Colors) -> np.ndarray:
         seen.append(values)
     if plan.bound is not None:
         seen.append(_draw_bound(ax, plan.bound))
-    ax.set_xlabel("index i (largest first)")
+    short = [c.split("/", 1)[1] for c in cols]
+    ax.set_xlabel(f"i: {short[0]} … {short[-1]}" if len(short) > 1 else f"i: {short[0]}")
     if len(cols) <= 12:
         ax.set_xticks(idx)
     return np.concatenate(seen)
@@ -451,6 +457,10 @@ def _draw_matrix(fig, ax, plan: Plan, arrays: Mapping[str, Any]) -> None:
     im = ax.imshow(M, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest", aspect="auto")
     fig.colorbar(im, ax=ax).set_label(wrap(plan.ylabel), fontsize=8)
     ax.set_title(f"{plan.title}, step {steps[-1]}", fontsize=9)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("column j")
     ax.set_ylabel("row i")
 
