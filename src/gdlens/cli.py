@@ -273,6 +273,29 @@ def _bench(args: argparse.Namespace) -> int:
     return status
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from gdlens.reproduce import get, registry_table, reproduce
+    from gdlens.store.views import format_table
+
+    if args.list:
+        print(format_table(*registry_table()))
+        return 0
+    if args.name is None:
+        print("gdlens reproduce: error: name a reproduction, e.g. gdlens reproduce frequency-principle; "
+              "the registry: gdlens reproduce --list", file=sys.stderr)
+        return 2
+    entry = get(args.name)  # an unknown name lists the registry
+    out = args.output or f"reproduce-{entry.name}"
+    result = reproduce(entry.name, size=args.size, seeds=args.seeds, store=args.store, out=out,
+                       progress=not args.no_progress)
+    print(f"{entry.title}\n{entry.citation}; size {result.size}, seeds {list(result.seeds)}, "
+          f"{result.wall_seconds:.0f} s")
+    print(format_table(*result.table()))
+    held = sum(c["holds"] for c in result.claims)
+    print(f"{held} of {len(result.claims)} claims hold; report {result.report_path}, {result.json_path}")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (exit status 2)."""
@@ -406,6 +429,19 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", default=None, help="Dask scheduler address (default: a loopback LocalCluster)")
     sw.add_argument("--ensemble", action="store_true", help="train groups of small MLPs, RNNs, GRUs or LSTMs as one vectorised ensemble")
 
+    rp = _command(sub, "reproduce", _reproduce, "rerun a published result and check its claims: the paper's figure "
+                  "redrawn, published against measured values (report.html and result.json)",
+                  "gdlens reproduce frequency-principle --size small --seeds 3 -o fp/report.html")
+    rp.add_argument("name", nargs="?", default=None, help="the reproduction (gdlens reproduce --list)")
+    rp.add_argument("--list", action="store_true", help="list the registry: name, citation, claims, small-size time")
+    rp.add_argument("--size", choices=("small", "paper", "tiny"), default="small",
+                    help="small (default: minutes on 2 CPU cores), paper (opt-in: a GPU or a long run), tiny (tests)")
+    rp.add_argument("--seeds", type=int, default=None, metavar="N", help="number of seeds (default: the entry's)")
+    rp.add_argument("--store", default=DEFAULT_STORE)
+    rp.add_argument("-o", "--output", default=None, metavar="PATH",
+                    help="an .html path (result.json beside it) or a directory (default reproduce-NAME/)")
+    rp.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+
     be = _command(sub, "bench", _bench, "run benchmarks from the source checkout's bench/ (each prints ratios "
                   "measured in one run: ours against a dense or naive baseline)", "gdlens bench operators kp --args='--repeats 3'")
     be.add_argument("names", nargs="*", help="benchmarks to run (none: list them)")
@@ -438,9 +474,10 @@ _EXTRAS = {
 }
 # what each command needs beyond the core install (torch, numpy, scipy), checked before it
 # starts work: a report draws figures (matplotlib) from tables (pandas); a sweep reads YAML
-# specs and draws its phase diagrams. (The demo trains and prints its summary with the core
+# specs and draws its phase diagrams; reproduce draws the paper's figure (its --list needs
+# nothing). (The demo trains and prints its summary with the core
 # install, and says in one line that its HTML report needs the extra.)
-_COMMAND_NEEDS = {"report": ("matplotlib", "pandas"), "sweep": ("yaml", "pandas")}
+_COMMAND_NEEDS = {"report": ("matplotlib", "pandas"), "sweep": ("yaml", "pandas"), "reproduce": ("matplotlib",)}
 
 
 def _missing_extra(command: str) -> str | None:
@@ -500,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     if not debug:
         warnings.showwarning = _show_warning
-    needs = _missing_extra(args.command) if getattr(args, "command", None) else None
+    listing = args.command == "reproduce" and args.list if getattr(args, "command", None) else False
+    needs = _missing_extra(args.command) if getattr(args, "command", None) and not listing else None
     if needs:  # before any work: a demo must not train and then fail on its report
         print(f"gdlens: error: {needs}", file=sys.stderr)
         return 2

@@ -41,11 +41,12 @@ from gdlens.reproduce.registry import (
     get,
     names,
     register,
+    registry_table,
 )
 from gdlens.reproduce.run import ReproduceResult, reproduce
 
 __all__ = [
-    "reproduce", "ReproduceResult", "entries", "get", "names", "register", "Entry", "Claim", "Citation",
+    "reproduce", "ReproduceResult", "entries", "get", "names", "register", "registry_table", "Entry", "Claim", "Citation",
     "Rule", "Above", "Below", "Within", "Near", "Measured", "Measurements", "SIZES",
 ]
 

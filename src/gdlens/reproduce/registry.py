@@ -73,7 +73,7 @@ from gdlens.operators._common import sample_stderr
 
 __all__ = [
     "SIZES", "ENTRY_MODULES", "Rule", "Above", "Below", "Within", "Near", "Claim", "Citation",
-    "Measured", "Measurements", "Entry", "register", "get", "entries", "names",
+    "Measured", "Measurements", "Entry", "register", "get", "entries", "names", "registry_table",
 ]
 
 SIZES = ("tiny", "small", "paper")
@@ -84,6 +84,7 @@ ENTRY_MODULES = (
     "gdlens.reproduce.eos",
     "gdlens.reproduce.convergent",
     "gdlens.reproduce.clocks",
+    "gdlens.reproduce.spike",
     "gdlens.reproduce.kpflow",
 )
 
@@ -322,3 +323,11 @@ def get(name: str) -> Entry:
         raise ValueError(f"unknown reproduction {name!r}; known: {', '.join(sorted(_REGISTRY)) or '(none)'}"
                          " (gdlens reproduce --list)")
     return _REGISTRY[name]
+
+
+def registry_table() -> tuple[list[str], list[list[Any]]]:
+    """The registry as (columns, rows): name, citation, claims, small-size wall time (the
+    estimate each entry states, measured on 2 CPU cores) — what ``gdlens reproduce --list`` prints."""
+    rows = [[e.name, str(e.citation), ", ".join(c.name for c in e.claims), f"~{e.small_seconds:.0f} s" if math.isfinite(e.small_seconds) else "not measured"]
+            for e in entries()]
+    return ["name", "citation", "claims", "small size"], rows

@@ -58,6 +58,15 @@ class ReproduceResult:
                 return c
         raise KeyError(f"no claim {name!r}; claims: {[c['name'] for c in self.claims]}")
 
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """The claims as (columns, rows): claim, published, measured ± s.e., verdict."""
+        rows = []
+        for c in self.claims:
+            se = c["stderr"]
+            measured = f"{c['measured']:.4g}" + ("" if se != se else f" ± {se:.2g}")
+            rows.append([c["name"], c["published_text"], measured, "holds" if c["holds"] else "does not hold"])
+        return ["claim", "published", "measured ± s.e.", "verdict"], rows
+
     def to_json(self) -> dict[str, Any]:
         from gdlens import __version__
 
