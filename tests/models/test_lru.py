@@ -124,6 +124,16 @@ def test_stacked_lru_without_mlp_is_linear_and_functional_call_matches() -> None
     y, z = model(u)
     assert torch.equal(y, y_fc) and torch.equal(z, z_fc)
     assert model.state_size == 3 * (3 + 2)
+    from gdlens.models import StateSpace
+
+    assert isinstance(model, StateSpace)
+    members = [StackedLRU(2, 3, 2, 1, layers=2, mlp=4).double() for _ in range(3)]
+    params, buffers = torch.func.stack_module_state(members)
+    base = members[0]
+    ys, zs = torch.func.vmap(lambda p, b: torch.func.functional_call(base, (p, b), (u,)))(params, buffers)
+    for i, m in enumerate(members):
+        y_i, z_i = m(u)
+        assert torch.allclose(ys[i], y_i, atol=1e-12) and torch.allclose(zs[i], z_i, atol=1e-12)
 
 
 @pytest.mark.parametrize(
