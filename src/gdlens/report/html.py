@@ -153,17 +153,22 @@ def render_run(run) -> str:
         page.add(summary_table(summary, config.get("probes")))
         page.end()
 
+    sections = [(name, decl, plan_section(name, decl, metrics, arrays))
+                for name, decl in probe_sections(summary, metrics, arrays, config.get("probes"))]
+    # the overview draws what no probe's declared panel draws (the loop's own loss every step)
+    declared = {c for _, _, plans in sections for p in plans if p.declared for c in p.columns}
+    overview = metrics[[c for c in metrics.columns if c not in declared]]
     clocks = _clocks(metrics, summary)
-    fig = F.loss_accuracy(metrics, clocks=clocks)
+    fig = F.loss_accuracy(overview, clocks=clocks)
     if fig is not None or clocks:
-        page.section("Loss and accuracy")
-        page.figure(fig, "Loss and accuracy against step" + (" (dashed: clock steps)" if clocks else ""))
+        what = "Loss and accuracy" if any(str(c).endswith("/accuracy") for c in overview.columns) else "Loss"
+        page.section(what)
+        page.figure(fig, f"{what} against step" + (" (dashed: clock steps)" if clocks else ""))
         if clocks:
             page.add(key_value_table(clocks, "clocks-table", ("clock", "step")))
         page.end()
 
-    for name, decl in probe_sections(summary, metrics, arrays, config.get("probes")):
-        plans = plan_section(name, decl, metrics, arrays)
+    for name, decl, plans in sections:
         title = section_title(name, decl)
         page.section(title)
         if decl is None or not decl.get("panels"):

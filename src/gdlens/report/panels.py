@@ -74,6 +74,7 @@ class Plan:
         labels: legend label of each column.
         bands: column -> the column holding its standard error.
         bound: ``(label, steps, values)`` of the dimension line, or None.
+        declared: True for a panel the probe declared, False for a generic one.
     """
 
     title: str
@@ -85,6 +86,7 @@ class Plan:
     labels: dict[str, str] = field(default_factory=dict)
     bands: dict[str, str] = field(default_factory=dict)
     bound: tuple[str, np.ndarray, np.ndarray] | None = None
+    declared: bool = True
 
 
 def natural_key(text: str) -> list:
@@ -197,7 +199,7 @@ def _fallback_plans(name: str, keys: Sequence[str], title: str) -> list[Plan]:
                 title=f"{title}: {group}" if group else title, kind="lines", columns=cols,
                 ylabel=f"{where} (as recorded)", ylim=(0.0, 1.0) if group.endswith("accuracy") else None,
                 labels={c: lab for c, (_, lab) in zip(cols, part)},
-                bands={c: bands[c] for c in cols if c in bands}))
+                bands={c: bands[c] for c in cols if c in bands}, declared=False))
     return plans
 
 
@@ -256,7 +258,8 @@ def plan_section(name: str, decl: Mapping[str, Any] | None, metrics, arrays: Map
         plans += _fallback_plans(name, rest, "other recorded keys" if plans else title)
     for key in arrs:
         if key not in used:
-            plans.append(Plan(f"{key} (latest)", "matrix", [prefix + key], f"{prefix}{key} (as recorded)"))
+            plans.append(Plan(f"{key} (latest)", "matrix", [prefix + key], f"{prefix}{key} (as recorded)",
+                              declared=False))
     _unique_labels(plans)
     return plans
 
