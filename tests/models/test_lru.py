@@ -66,7 +66,7 @@ def test_selective_recurrence_by_hand() -> None:
         dt = torch.nn.functional.softplus(u[:, t] @ model.W_dt.T + model.b_dt)
         x = torch.exp(-dt * torch.exp(model.a_log)) * x + dt * (u[:, t] @ model.B.T)
         assert torch.allclose(z[:, t], x, atol=1e-12)
-    dt0 = torch.nn.functional.softplus(model.b_dt)
+    dt0 = torch.nn.functional.softplus(model.b_dt.detach())
     assert float(dt0.min()) >= 0.01 - 1e-9 and float(dt0.max()) <= 0.3 + 1e-9  # the initial Δ range
 
 
