@@ -154,6 +154,15 @@ def test_matrix_panel(drawn):
     assert np.allclose(img.get_array(), 0.5 * np.eye(3)) and img.get_clim() == (-1, 1)
 
 
+def test_an_unclaimed_vector_is_drawn_against_its_index():
+    m = pd.DataFrame({"v/x": [1.0]}, index=[0])
+    arrays = {"v/angles": ([0, 5], [np.zeros(4), np.arange(4.0)])}
+    plans = R.plan_section("v", None, m, arrays)
+    assert [p.kind for p in plans] == ["lines", "matrix"]
+    ax = R.draw_section(plans, m, arrays).axes[1]
+    assert list(ax.lines[0].get_ydata()) == [0, 1, 2, 3] and ax.get_title() == "angles (latest), step 5"
+
+
 def test_bound_from_settings_and_pattern_stderr():
     decl = {"title": "t", "type": "T", "settings": {"H": 8},
             "metrics": [{"key": "rank_*", "label": "rank", "stderr": "rank_*_se"}],

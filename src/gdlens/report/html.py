@@ -171,9 +171,11 @@ def render_run(run) -> str:
     for name, decl, plans in sections:
         title = section_title(name, decl)
         page.section(title)
-        if decl is None or not decl.get("panels"):
+        generic = decl is None or not decl.get("panels")
+        if generic:
             page.add("<p class='note'>This probe declares no panels: its keys are drawn by the generic panels.</p>")
-        if not page.figure(draw_section(plans, metrics, arrays), f"{title}: {name}/* against step"):
+        caption = f"{title}: the keys {name}/*" + (" in generic panels" if generic else ", drawn as the probe declares")
+        if not page.figure(draw_section(plans, metrics, arrays), caption):
             page.add("<p class='note'>Nothing was recorded by this probe.</p>")
         page.end()
 

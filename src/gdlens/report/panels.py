@@ -447,9 +447,15 @@ def _draw_matrix(fig, ax, plan: Plan, arrays: Mapping[str, Any]) -> None:
     name = plan.columns[0]
     steps, values = arrays[name]
     M = np.asarray(values[-1], dtype=float)
-    if M.ndim == 1:
-        M = M[None, :]
-    elif M.ndim > 2:
+    if M.ndim == 1:  # a vector: its entries against their index
+        ax.plot(np.arange(M.size), M, marker="o" if M.size <= 64 else None, ms=3, color="0.2")
+        ax.set_title(f"{plan.title}, step {steps[-1]}", fontsize=9)
+        ax.set_xlabel("index i")
+        ax.set_ylabel(wrap(plan.ylabel), fontsize=8)
+        if plan.ylim is not None:
+            _limits(ax, "linear", M, plan.ylim)
+        return
+    if M.ndim > 2:
         M = M.reshape(M.shape[0], -1)
     finite = M[np.isfinite(M)]
     lo, hi = (plan.ylim if plan.ylim is not None else (None, None))
