@@ -206,3 +206,14 @@ def test_head_embedding_probe_on_an_embedding_mlp_records_every_panel_key():
             assert fnmatch.filter(recorded, key), (panel.title, key)
     for spec in probe.metric_specs:
         assert fnmatch.filter(recorded, spec.key), spec.key
+
+
+def test_group_report_from_norms_and_traces():
+    norms = {"head": 3.0, "embedding": 1.5, "hidden": 0.0, "total": 3.4}
+    traces = {"head": (8.0, 0.1), "embedding": (2.0, 0.0), "hidden": (0.0, 0.0)}
+    out = gd.probes.groups.group_report(norms, traces, n_inputs=4)
+    assert out["grad_norm/total"] == 3.4 and out["ntk_trace/head"] == 2.0
+    assert out["ntk_share/head"] == 0.8 and out["ntk_share/hidden"] == 0.0
+    assert out["head_over_embedding/grad_norm"] == 2.0 and out["head_over_embedding/ntk_trace"] == 4.0
+    zero = gd.probes.groups.group_report({"a": 0.0, "total": 0.0}, {"a": (0.0, 0.0)}, 2)
+    assert math.isnan(zero["ntk_share/a"]) and "head_over_embedding/grad_norm" not in zero

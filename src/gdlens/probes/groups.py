@@ -42,6 +42,7 @@ __all__ = [
     "group_gradient_norms",
     "group_ntk_traces",
     "ntk_subset",
+    "group_report",
     "HeadEmbeddingProbe",
 ]
 
@@ -152,6 +153,29 @@ def ntk_subset(x: Tensor, n: int | None, seed: int) -> Tensor:
     return x[idx.sort().values.to(x.device)]
 
 
+def group_report(
+    norms: Mapping[str, float], traces: Mapping[str, tuple[float, float]], n_inputs: int
+) -> dict[str, float]:
+    """The keys of :class:`HeadEmbeddingProbe` from :func:`group_gradient_norms` and
+    :func:`group_ntk_traces` on ``n_inputs`` inputs: ``grad_norm/<g>`` (and ``grad_norm/total``),
+    ``ntk_trace/<g> = tr K_g / n_inputs``, ``ntk_share/<g> = tr K_g / Σ_h tr K_h`` (nan when the
+    sum is 0) and, with groups ``head`` and ``embedding``, ``head_over_embedding/grad_norm`` and
+    ``head_over_embedding/ntk_trace`` (head's value over the embedding's; nan over 0)."""
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else math.nan
+
+    out = {f"grad_norm/{g}": v for g, v in norms.items()}
+    total = sum(v for v, _ in traces.values())
+    for g, (value, _) in traces.items():
+        out[f"ntk_trace/{g}"] = value / n_inputs
+        out[f"ntk_share/{g}"] = ratio(value, total)
+    if "head" in traces and "embedding" in traces:
+        out["head_over_embedding/grad_norm"] = ratio(norms["head"], norms["embedding"])
+        out["head_over_embedding/ntk_trace"] = ratio(traces["head"][0], traces["embedding"][0])
+    return out
+
+
 # ------------------------------------------------------------------------------------ probe
 @dataclass
 class HeadEmbeddingProbe:
@@ -214,15 +238,6 @@ class HeadEmbeddingProbe:
         loss_fn = ctx.loss_fn or (lambda m: batch.loss_value(forward(m, batch.x)[0]))
         groups = resolve_groups(model, self.groups)
         norms = group_gradient_norms(model, loss_fn, groups)
-        out = {f"grad_norm/{g}": v for g, v in norms.items()}
         x = ntk_subset(batch.x, self.ntk_samples, self.seed)
         traces = group_ntk_traces(model, x, groups, self.method, self.num_matvecs, self.seed)
-        total = sum(v for v, _ in traces.values())
-        for g, (value, _) in traces.items():
-            out[f"ntk_trace/{g}"] = value / x.shape[0]
-            out[f"ntk_share/{g}"] = value / total if total > 0 else math.nan
-        if "head" in groups and "embedding" in groups:
-            ge, te = norms["embedding"], traces["embedding"][0]
-            out["head_over_embedding/grad_norm"] = norms["head"] / ge if ge > 0 else math.nan
-            out["head_over_embedding/ntk_trace"] = traces["head"][0] / te if te > 0 else math.nan
-        return out, state
+        return group_report(norms, traces, x.shape[0]), state
