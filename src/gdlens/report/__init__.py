@@ -18,7 +18,7 @@ import importlib
 import sys
 import types
 
-__all__ = ["write_report", "figures", "html", "panels", "sweep_axes", "tables"]
+__all__ = ["write_report", "figures", "html", "panels", "plans", "sweep_axes", "tables"]
 
 
 def write_report(source, path, name=None, x=None, y=None):
@@ -30,7 +30,7 @@ def write_report(source, path, name=None, x=None, y=None):
 
 
 def __getattr__(attr):
-    if attr in ("figures", "html", "panels", "sweep_axes", "tables"):
+    if attr in ("figures", "html", "panels", "plans", "sweep_axes", "tables"):
         return importlib.import_module(f"{__name__}.{attr}")
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 

@@ -1,51 +1,48 @@
-"""One probe's figure, drawn from what the probe declared about its keys.
+"""One probe's report section as one figure, drawn from its plans (:mod:`gdlens.report.plans`).
 
-The :class:`~gdlens.train.Recorder` writes each probe's declaration (its ``title``,
-``metric_specs`` and ``panels``: :mod:`gdlens.probes.spec`, as plain JSON) into the run summary
-under ``"probes"``; this module reads that JSON only (it never imports the probes), so the report
-of an old run, or of a run whose probes are not installed, still renders.
+:func:`draw_section` draws all the plans of a section in one figure, up to three panels a row,
+with one legend for the whole figure below the panels (one label, one colour: ``grad_norm/head``
+and ``ntk_share/head`` are both "head"):
 
-Planning (:func:`plan_section`, no plotting): each declared :class:`Panel` becomes a
-:class:`Plan` whose keys are the declared keys resolved against the recorded names
-``"<probe>/<key>"`` (``fnmatch`` patterns, several matches in natural order: ``eig_G_2`` before
-``eig_G_10``). A key's standard error (``Metric.stderr``) becomes a ±1 s.e. band and is not drawn
-as a curve of its own; a panel's ``bound`` is drawn as a dimension line. Recorded keys that no
-panel names go to one generic panel ("other recorded keys") of the same section. A probe that
-declares no panels gets the generic fallback: one panel per first path segment of its keys
-(``grad_norm/*``, ``ntk_trace/*``), keys without one together, keys ending ``_se`` as the band of
-the key they extend. Arrays (2-D) recorded by a probe and named by no panel are drawn as a matrix.
-
-Drawing (:func:`draw_section`): all the plans of a section in one figure, up to three panels a
-row, with one legend for the whole figure (a key drawn in two panels keeps its colour):
-
-- ``lines``: each key against step (symlog step axis, step 0 kept), its band when it has one;
+- ``lines``: each key against step (symlog step axis, step 0 kept), its ±1 s.e. band when it has
+  one, the dimension line of its ``bound``;
 - ``spectrum``: the keys' values at the first, middle and last recorded step against their index;
-- ``matrix``: the latest value of an array key as an image with a colour bar.
+- ``matrix``: the latest value of an array key as an image with a colour bar (colour limits from
+  ``ylim``; symmetric around 0 for signed data); a vector against its index.
 
-Y axes: ``yscale="auto"`` is log when every finite value is positive and they span more than
-:data:`AUTO_LOG_DECADES` decades; a log axis asked for data that is not positive becomes
-``symlog``. A linear axis never zooms into less than ±:data:`MIN_HALF_SPAN` of the data's
-|centre| (so 0.18–0.20 stays a wiggle; a non-negative quantity's axis then stops at 0), and a
-declared ``ylim`` end is kept as declared. A curve with no finite value keeps its legend entry,
-marked "no finite values".
+Y axes (:func:`set_yaxis`): ``yscale="auto"`` is log when no value is negative and the positive
+ones span more than :data:`AUTO_LOG_DECADES` decades (symlog, starting at 0, when some are 0); a
+log axis asked for data that is not positive becomes ``symlog``; a log axis inside one decade
+gets evenly spaced plain ticks. A linear axis never zooms into less than ±:data:`MIN_HALF_SPAN` of
+the data's |centre| (so 0.18–0.20 stays a wiggle; a non-negative quantity's axis then stops at
+0), and a declared ``ylim`` end is kept. A curve with no finite value keeps its legend entry,
+marked "no finite values". Every axis is labelled (long labels wrapped).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from gdlens.report.plans import (  # re-exported: planning and drawing are used together
+    MAX_LINES,
+    Plan,
+    match_keys,
+    natural_key,
+    plan_section,
+    section_title,
+    unmatched_keys,
+)
 
 __all__ = [
     "Plan",
     "AUTO_LOG_DECADES",
     "MIN_HALF_SPAN",
     "MAX_LINES",
+    "NO_FINITE",
     "natural_key",
     "match_keys",
     "section_title",
@@ -54,242 +51,14 @@ __all__ = [
     "choose_yscale",
     "set_yaxis",
     "shared_legend",
+    "wrap",
     "draw_section",
     "probe_figure",
 ]
 
 AUTO_LOG_DECADES = 2.0
 MIN_HALF_SPAN = 0.25
-MAX_LINES = 12
 NO_FINITE = "no finite values"
-
-
-@dataclass
-class Plan:
-    """One panel to draw; names are full store names (``"kp/rank_K"``).
-
-    Attributes:
-        title, kind, ylabel, yscale, ylim: as the declared :class:`~gdlens.probes.spec.Panel`.
-        columns: the scalar columns (``lines``, ``spectrum``) or array names (``matrix``) drawn.
-        labels: legend label of each column.
-        bands: column -> the column holding its standard error.
-        bound: ``(label, steps, values)`` of the dimension line, or None.
-        declared: True for a panel the probe declared, False for a generic one.
-    """
-
-    title: str
-    kind: str
-    columns: list[str]
-    ylabel: str
-    yscale: str = "auto"
-    ylim: tuple[float | None, float | None] | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    bands: dict[str, str] = field(default_factory=dict)
-    bound: tuple[str, np.ndarray, np.ndarray] | None = None
-    declared: bool = True
-
-
-def natural_key(text: str) -> list:
-    """Sort key that orders the digits in ``text`` as numbers (``eig_2`` < ``eig_10``)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-
-def match_keys(patterns: Sequence[str], keys: Sequence[str]) -> list[str]:
-    """The ``keys`` matched by ``patterns`` (``fnmatch``, case-sensitive), in the order of the
-    patterns, several matches of one pattern in natural order, each key once."""
-    out: list[str] = []
-    for pattern in patterns:
-        hits = [k for k in keys if fnmatch.fnmatchcase(k, pattern)]
-        out += [k for k in sorted(hits, key=natural_key) if k not in out]
-    return out
-
-
-def _stderr_of(metric: Mapping[str, Any], key: str) -> str | None:
-    """The s.e. key of ``key`` under ``metric`` (a ``*`` in its ``stderr`` takes the text the
-    single ``*`` of a pattern ``key`` matched)."""
-    se = metric.get("stderr")
-    if not se:
-        return None
-    pattern = metric["key"]
-    if "*" in se and pattern.count("*") == 1:
-        head, tail = pattern.split("*")
-        if key.startswith(head) and key.endswith(tail):
-            return se.replace("*", key[len(head): len(key) - len(tail)])
-    return se
-
-
-def _metric_for(metrics: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, Any] | None:
-    """The declared metric of ``key``: an exact key first, else the first pattern matching it."""
-    for m in metrics:
-        if m.get("key") == key:
-            return m
-    for m in metrics:
-        if fnmatch.fnmatchcase(key, m.get("key", "")):
-            return m
-    return None
-
-
-def _label(metric: Mapping[str, Any] | None, key: str) -> str:
-    """A curve's legend label: the metric's label for an exact key, else the key (a pattern's
-    label would name every match alike)."""
-    if metric is not None and metric.get("key") == key and metric.get("label"):
-        return str(metric["label"])
-    return key
-
-
-def _bound(name: str, bound: str | None, metrics, settings: Mapping[str, Any],
-           specs: Sequence[Mapping[str, Any]]) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """The dimension line of key ``bound``: its recorded (steps, values), else a number from the
-    probe's settings drawn flat; None when neither exists."""
-    if not bound:
-        return None
-    label = _label(_metric_for(specs, bound), bound)
-    col = f"{name}/{bound}"
-    if col in getattr(metrics, "columns", ()):
-        s = metrics[col]
-        keep = np.isfinite(s.to_numpy(dtype=float))
-        if keep.any():
-            return label, np.asarray(s.index, dtype=float)[keep], s.to_numpy(dtype=float)[keep]
-    value = settings.get(bound)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return label, np.array([]), np.array([float(value)])
-    return None
-
-
-_SPLITS = frozenset({"train", "test", "eval", "val", "valid", "validation"})
-
-
-def _fallback_plans(name: str, keys: Sequence[str], title: str) -> list[Plan]:
-    """Generic panels for keys no panel names: grouped by their first path segment
-    (``grad_norm/*``), or by their last when the first ones are data splits (``train/loss`` and
-    ``test/loss`` in one panel); keys of a one-key group together; at most :data:`MAX_LINES`
-    curves a panel; ``<key>_se`` is the band of ``<key>``; a group named ``accuracy`` gets
-    ``ylim=(0, 1)``."""
-    bands: dict[str, str] = {}
-    present = set(keys)
-    drawn = []
-    for key in sorted(keys, key=natural_key):
-        if key.endswith("_se") and key[:-3] in present:
-            bands[f"{name}/{key[:-3]}"] = f"{name}/{key}"
-        else:
-            drawn.append(key)
-    heads = {k.split("/", 1)[0] for k in drawn if "/" in k}
-    by_leaf = bool(heads) and heads <= _SPLITS
-    groups: dict[str, list[tuple[str, str]]] = {}  # group -> (key, its label)
-    for key in drawn:
-        if "/" not in key:
-            groups.setdefault("", []).append((key, key))
-        elif by_leaf:
-            head, leaf = key.rsplit("/", 1)
-            groups.setdefault(leaf, []).append((key, head))
-        else:
-            head, rest = key.split("/", 1)
-            groups.setdefault(head, []).append((key, rest))
-    for group in [g for g, ks in groups.items() if g and len(ks) == 1]:
-        groups.setdefault("", []).extend((k, k) for k, _ in groups.pop(group))
-    if "" in groups:
-        groups[""].sort(key=lambda kv: natural_key(kv[0]))
-    plans = []
-    for group, members in sorted(groups.items(), key=lambda kv: (kv[0] != "", kv[0])):
-        for i in range(0, len(members), MAX_LINES):
-            part = members[i:i + MAX_LINES]
-            cols = [f"{name}/{k}" for k, _ in part]
-            where = f"{name}: {group}" if group else name
-            plans.append(Plan(
-                title=f"{title}: {group}" if group else title, kind="lines", columns=cols,
-                ylabel=f"{where} (as recorded)", ylim=(0.0, 1.0) if group.endswith("accuracy") else None,
-                labels={c: lab for c, (_, lab) in zip(cols, part)},
-                bands={c: bands[c] for c in cols if c in bands}, declared=False))
-    return plans
-
-
-def section_title(name: str, decl: Mapping[str, Any] | None) -> str:
-    """A probe section's title: the probe's declared title; for a probe that declared nothing
-    (its title is then its class name), its name in words and its class."""
-    decl = decl or {}
-    title, kind = decl.get("title"), decl.get("type")
-    if title and (title != kind or decl.get("panels")):
-        return str(title)
-    words = name.replace("_", " ").capitalize()
-    return f"{words} ({kind})" if kind else words
-
-
-def plan_section(name: str, decl: Mapping[str, Any] | None, metrics, arrays: Mapping[str, Any]) -> list[Plan]:
-    """The panels of probe ``name``'s section (see the module docstring). ``decl`` is the
-    probe's entry of the summary's ``"probes"`` (None for a run recorded without one),
-    ``metrics`` the run's wide metrics frame, ``arrays`` its arrays by name."""
-    decl = decl or {}
-    prefix = f"{name}/"
-    scalars = [c[len(prefix):] for c in getattr(metrics, "columns", ()) if str(c).startswith(prefix)]
-    arrs = [a[len(prefix):] for a in arrays if a.startswith(prefix)]
-    specs = list(decl.get("metrics") or ())
-    settings = decl.get("settings") or {}
-    title = section_title(name, decl)
-    plans: list[Plan] = []
-    used: set[str] = set()
-    for p in decl.get("panels") or ():
-        kind = p.get("kind", "lines")
-        keys = match_keys(p["keys"], arrs if kind == "matrix" else scalars)
-        if not keys:
-            continue
-        labels, bands = {}, {}
-        for key in keys:
-            metric = _metric_for(specs, key)
-            labels[prefix + key] = _label(metric, key)
-            se = _stderr_of(metric, key) if metric else None
-            if se and se in scalars and kind != "matrix":
-                bands[prefix + key] = prefix + se
-            if se and (se in scalars or se in arrs):
-                used.add(se)
-        used.update(keys)
-        if p.get("bound"):
-            used.add(p["bound"])
-        ylim = tuple(p["ylim"]) if p.get("ylim") is not None else None
-        plans.append(Plan(p.get("title") or title, kind, [prefix + k for k in keys], p.get("ylabel") or title,
-                          p.get("yscale", "auto"), ylim, labels, bands,
-                          _bound(name, p.get("bound"), metrics, settings, specs)))
-    for m in specs:  # a declared s.e. is never a curve of its own, even when no panel draws its key
-        for key in match_keys([m["key"]], scalars):
-            se = _stderr_of(m, key)
-            if se in scalars and key in used:
-                used.add(se)
-    rest = [k for k in scalars if k not in used]
-    if rest:
-        plans += _fallback_plans(name, rest, "other recorded keys" if plans else title)
-    for key in arrs:
-        if key not in used:
-            plans.append(Plan(f"{key} (latest)", "matrix", [prefix + key], f"{prefix}{key} (as recorded)",
-                              declared=False))
-    _unique_labels(plans)
-    return plans
-
-
-def _unique_labels(plans: Sequence[Plan]) -> None:
-    """Two curves of one panel never share a legend label (the key is appended). Curves of
-    different panels may: one label is one colour and one legend entry for the whole figure
-    (``grad_norm/head`` and ``ntk_share/head`` are both "head")."""
-    for plan in plans:
-        counts: dict[str, int] = {}
-        for label in plan.labels.values():
-            counts[label] = counts.get(label, 0) + 1
-        for col, label in plan.labels.items():
-            if counts[label] > 1:
-                plan.labels[col] = f"{label} ({col.split('/', 1)[1]})"
-
-
-def unmatched_keys(decl: Mapping[str, Any], scalars: Sequence[str], arrays: Sequence[str] = ()) -> list[str]:
-    """The keys (or patterns) that a declared panel names, and its ``bound`` keys, matching
-    nothing recorded: ``scalars`` and ``arrays`` are the probe's recorded keys without its
-    prefix. Empty when the declaration and the records agree."""
-    settings = decl.get("settings") or {}
-    missing = []
-    for p in decl.get("panels") or ():
-        pool = list(arrays) if p.get("kind") == "matrix" else list(scalars)
-        missing += [k for k in p["keys"] if not match_keys([k], pool)]
-        bound = p.get("bound")
-        if bound and bound not in scalars and bound not in settings:
-            missing.append(bound)
-    return missing
 
 
 def choose_yscale(yscale: str, values: np.ndarray) -> str:

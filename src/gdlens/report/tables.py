@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gdlens.report.panels import _stderr_of, section_title
+from gdlens.report.plans import _stderr_of, section_title
 
 __all__ = ["format_value", "flatten", "key_value_table", "probe_order", "summary_table", "RUN_UNITS"]
 
