@@ -761,3 +761,42 @@ def test_sharpness_probe_without_an_optimizer_and_errors():
         SharpnessProbe(backend="jax")
     with pytest.raises(ValueError, match="max_samples"):
         SharpnessProbe(max_samples=0)
+
+
+def test_sharpness_probe_warm_starts_travel_in_checkpoints(tmp_path):
+    """An Adam run interrupted after a checkpoint and resumed records what an uninterrupted run
+    records: the warm-start vectors are in the checkpointed state (tol 1e-10: the values do not
+    depend on the start)."""
+    data = gd.tasks.fourier_1d(frequencies=(1, 2), n_points=32, dtype=F64)
+
+    def model():
+        return mlp(width=8, seed=3)
+
+    def probes(stop=None):
+        out = [SharpnessProbe(tol=1e-10, schedule=Schedule(every=5))]
+        if stop is not None:
+            class StopAt:
+                name, schedule = "stop", Schedule(every=1)
+
+                def compute(self, ctx):
+                    if ctx.step == stop:
+                        raise KeyboardInterrupt
+                    return {}
+
+            out.append(StopAt())
+        return out
+
+    kwargs = dict(steps=20, optimizer="adam", lr=1e-2, progress=False)
+    reference = gd.train(model(), data, probes=probes(), **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        gd.train(model(), data, store=tmp_path, checkpoint_every=10, probes=probes(stop=13), **kwargs)
+    store = gd.open_store(tmp_path)
+    (record,) = store.runs(as_frame=False)
+    saved = store.run(record["id"]).latest_checkpoint()[1]["probes"]["sharpness"]["state"]
+    assert saved["v"].shape == saved["v_pre"].shape == (sum(p.numel() for p in model().parameters()),)
+    resumed = gd.train(model(), data, store=store, resume=record["id"], probes=probes(), **kwargs)
+    for key in ("sharpness/lambda_max", "sharpness/precond_sharpness"):
+        s_ref, v_ref = reference.series(key)
+        s_res, v_res = resumed.series(key)
+        assert list(s_res) == list(s_ref)
+        assert np.allclose(v_res, v_ref, rtol=1e-8)

@@ -163,7 +163,8 @@ class SharpnessProbe:
         Panel("Adam: preconditioned sharpness against its threshold", ("precond_sharpness", "precond_threshold"),
               "λ_max(D H), D = 1/(√v̂+ε), and (2+2β₁)/((1−β₁)η) [loss/θ²]", yscale="auto"),
         Panel("Curvature along the update", ("directional_curvature", "threshold"),
-              "dᵀHd / dᵀD⁻¹d along the step d = D g, and 2/η [loss/θ²]", yscale="auto"),
+              "dᵀHd / dᵀD⁻¹d along the step d = D g (D = I for SGD), and the GD threshold [loss/θ²]",
+              yscale="auto"),
         Panel("Spike warning", ("spike_warning",), "1 = above the threshold", yscale="linear", ylim=(0.0, 1.0)),
     )
 
