@@ -217,3 +217,21 @@ def test_group_report_from_norms_and_traces():
     assert out["head_over_embedding/grad_norm"] == 2.0 and out["head_over_embedding/ntk_trace"] == 4.0
     zero = gd.probes.groups.group_report({"a": 0.0, "total": 0.0}, {"a": (0.0, 0.0)}, 2)
     assert math.isnan(zero["ntk_share/a"]) and "head_over_embedding/grad_norm" not in zero
+
+
+def test_head_embedding_probe_reads_a_dropout_model_in_eval_mode():
+    """A model with dropout, in train mode as gd.train keeps it: the probe's traces are the dense
+    truth of the model in eval mode (no random op under vmap), and its mode is restored."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.LayerNorm(6), nn.Tanh(), nn.Dropout(0.3), nn.Linear(6, 2)).to(F64)
+    data = gd.tasks.teacher_student(10, input_dim=3, output_dim=2, dtype=F64)
+    probe = HeadEmbeddingProbe(ntk_samples=None, method="exact")
+    model.train()
+    out = probe.compute(ProbeContext(0, model, batch=data), probe.init(ProbeContext(0, model, batch=data)))[0]
+    assert model.training
+    model.eval()
+    groups = resolve_groups(model)
+    assert set(groups) == {"0", "1", "4"}
+    truth = dense_group_traces(model, data.x, groups)
+    for g in groups:
+        assert out[f"ntk_trace/{g}"] == pytest.approx(truth[g] / 10, rel=1e-10)

@@ -800,3 +800,22 @@ def test_sharpness_probe_warm_starts_travel_in_checkpoints(tmp_path):
         s_res, v_res = resumed.series(key)
         assert list(s_res) == list(s_ref)
         assert np.allclose(v_res, v_ref, rtol=1e-8)
+
+
+def test_sharpness_probe_reads_a_dropout_model_in_eval_mode():
+    """gd.train keeps the model in train mode; the probe measures the Hessian with dropout off
+    (the dense truth of the model in eval mode) and leaves the mode as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 6), nn.LayerNorm(6), nn.Tanh(), nn.Dropout(0.3), nn.Linear(6, 2)).to(F64)
+    data = gd.tasks.teacher_student(16, input_dim=3, output_dim=2, dtype=F64)
+    result = gd.train(model, data, optimizer="sgd", lr=0.05, steps=4, progress=False,
+                      probes=[SharpnessProbe(tol=1e-10, schedule=Schedule(every=4)),
+                              SharpnessProbe(tol=1e-10, backend="forward", name="fwd", schedule=Schedule(every=4))])
+    model.eval()
+    lam = float(torch.linalg.eigvalsh(dense_hessian(model, lambda m: data.loss_value(m(data.x))))[-1])
+    assert result.recorder.last("sharpness/lambda_max") == pytest.approx(lam, rel=1e-8)
+    assert result.recorder.last("fwd/lambda_max") == pytest.approx(lam, rel=1e-8)  # gdlens' L: no mse_loss
+    model.train()
+    ctx = ProbeContext(0, model, batch=data)
+    once(SharpnessProbe(), ctx)
+    assert model.training

@@ -186,7 +186,8 @@ class HeadEmbeddingProbe:
     with groups ``head`` and ``embedding``, also the ratios ``head_over_embedding/grad_norm`` and
     ``head_over_embedding/ntk_trace``.
 
-    Fails at its first step (``init``) on a model it cannot read (:func:`check_group_model`: a
+    Measures the model in eval mode (dropout off; its mode restored afterwards). Fails at its
+    first step (``init``) on a model it cannot read (:func:`check_group_model`: a
     torch recurrent module is to be converted by :func:`gdlens.models.from_torch`) or groups
     that do not resolve. Carries nothing between calls (its state is None).
 
@@ -237,7 +238,12 @@ class HeadEmbeddingProbe:
         model, batch = ctx.model, ctx.batch
         loss_fn = ctx.loss_fn or (lambda m: batch.loss_value(forward(m, batch.x)[0]))
         groups = resolve_groups(model, self.groups)
-        norms = group_gradient_norms(model, loss_fn, groups)
         x = ntk_subset(batch.x, self.ntk_samples, self.seed)
-        traces = group_ntk_traces(model, x, groups, self.method, self.num_matvecs, self.seed)
+        was_training = model.training
+        model.eval()  # dropout off: one deterministic model (and no random op under vmap)
+        try:
+            norms = group_gradient_norms(model, loss_fn, groups)
+            traces = group_ntk_traces(model, x, groups, self.method, self.num_matvecs, self.seed)
+        finally:
+            model.train(was_training)
         return group_report(norms, traces, x.shape[0]), state

@@ -100,8 +100,9 @@ class SharpnessProbe:
     """Sharpness of the training loss against the optimizer's stability threshold.
 
     With H the Hessian of the training loss (``ctx.loss_fn``, or the loss on the first
-    ``max_samples`` trials of the batch) in the trained parameters and η the optimizer's learning
-    rate (one for all parameter groups, checked at the first step):
+    ``max_samples`` trials of the batch) in the trained parameters, the model in eval mode
+    (dropout off), and η the optimizer's learning rate (one for all parameter groups, checked at
+    the first step):
 
     - ``lambda_max``: λ_max(H) (edge of stability, arXiv 2103.00065;
       :func:`~gdlens.probes.hessian.top_hessian_eig`);
@@ -197,6 +198,16 @@ class SharpnessProbe:
         return {"v": None, "v_pre": None}
 
     def compute(self, ctx: ProbeContext, state: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+        """The values of one step, with the model in eval mode (dropout off: the Hessian of one
+        deterministic loss), its mode restored afterwards."""
+        was_training = ctx.model.training
+        ctx.model.eval()
+        try:
+            return self._compute(ctx, state)
+        finally:
+            ctx.model.train(was_training)
+
+    def _compute(self, ctx: ProbeContext, state: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
         loss_fn = self._loss(ctx)
         if loss_fn is None:
             return {}, state
