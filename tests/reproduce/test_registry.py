@@ -125,8 +125,8 @@ def test_reproduce_bad_arguments(tmp_path, kwargs, error, match):
         gd.reproduce("test-dummy", **kwargs)
 
 
-def _cli(*args):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def _cli(*args, env_extra=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "gdlens.cli", "reproduce", *args], capture_output=True, text=True,
                           env=env, timeout=300)
 
@@ -149,3 +149,14 @@ def test_cli_errors_name_the_registry():
     assert out.returncode == 2 and "gdlens reproduce --list" in out.stderr
     out = _cli("frequency-principle", "--size", "huge")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_cli_without_matplotlib_names_the_extra_but_lists(tmp_path):
+    """The report needs matplotlib (the cli extra): said in one line before any work; --list
+    needs nothing."""
+    (tmp_path / "matplotlib.py").write_text("raise ModuleNotFoundError(\"No module named 'matplotlib'\", "
+                                            "name='matplotlib')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = _cli("frequency-principle", "--store", str(tmp_path / "store"), env_extra=env)
+    assert out.returncode == 2 and "gdlens[cli]" in out.stderr and not (tmp_path / "store").exists()
+    assert _cli("--list", env_extra=env).returncode == 0

@@ -46,13 +46,12 @@ def finite(values: Sequence[float]) -> np.ndarray:
     return a[np.isfinite(a)]
 
 
-def settled_step(steps: Sequence[int], values: Sequence[float], threshold: float) -> float:
-    """The first recorded step from which ``values`` stay ≤ ``threshold`` to the end (NaN when
-    the last value is above it, or is NaN)."""
-    v = np.asarray(values, dtype=float)
-    above = np.flatnonzero(~(v <= threshold))
-    if above.size == 0:
-        return float(steps[0])
-    if above[-1] == len(v) - 1:
-        return math.nan
-    return float(steps[above[-1] + 1])
+def settled_step(steps: Sequence[int], values: Sequence[float], threshold: float, hold: int = 3) -> float:
+    """The first recorded step at which ``values`` is ≤ ``threshold`` there and at the next
+    ``hold − 1`` recorded steps (NaN when there is none): a lone dip (a transient at the
+    start) does not count, and a later excursion (a loss spike) does not undo it."""
+    ok = np.asarray(values, dtype=float) <= threshold
+    for i in range(len(ok) - hold + 1):
+        if ok[i:i + hold].all():
+            return float(steps[i])
+    return math.nan
