@@ -139,3 +139,28 @@ def test_one_axis_sweep_report_has_curves_and_compares_its_runs(tmp_path):
 def test_format_value():
     assert format_value(0.1234567891) == "0.123457" and format_value(3) == "3" and format_value(None) == "None"
     assert format_value(True) == "True" and format_value(float("nan")) == "nan"
+
+
+def test_runs_compared_takes_one_declared_curve_per_probe(tmp_path):
+    """A small sweep compares the losses, then one curve per declared probe: a key its first
+    curve panel names exactly, else its total."""
+    from gdlens.report.html import _compared_columns
+
+    decls = {"kp": {"title": "KP", "type": "KPProbe", "settings": {},
+                    "metrics": [{"key": "rank_K", "label": "effective rank of K"}],
+                    "panels": [{"title": "ranks", "keys": ["rank_*", "rank_K"], "ylabel": "effective rank"}]},
+             "norm": {"title": "norms", "type": "N", "settings": {}, "metrics": [],
+                      "panels": [{"title": "norms", "keys": ["*"], "ylabel": "‖θ‖"}]}}
+    store = gd.open_store(tmp_path / "s")
+    for g in (0.5, 2.0):
+        run = store.create_run({"g": g, "probes": [{"name": "norm"}, {"name": "kp"}]}, sweep="gs")
+        for step in (0, 1, 10):
+            run.log(step, {"train_step/loss": g / (step + 1), "kp/rank_G": 3.0, "kp/rank_K": 5.0 + g,
+                           "norm/a": 1.0, "norm/total": 2.0})
+        run.finish({"final_train_loss": g, "probes": decls})
+    metrics = {r["id"]: store.metrics(r["id"], wide=True) for r in store.runs(as_frame=False)}
+    cols, titles, ylabels, _ = _compared_columns(metrics, run.summary, run.config)
+    assert cols == ["train_step/loss", "norm/total", "kp/rank_K"]  # in the config's order
+    assert titles["kp/rank_K"] == "effective rank of K (kp/rank_K)" and ylabels["norm/total"] == "‖θ‖"
+    text = gdlens.report(store, tmp_path / "gs.html", name="gs").read_text()
+    assert "<h2>Runs compared</h2>" in text

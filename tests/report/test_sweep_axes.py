@@ -109,9 +109,11 @@ def test_x_alone_draws_one_line_per_other_axis_with_seed_bands(tmp_path):
     frame = store.runs(sweep="docs")
     lay = layout(frame, sweep_axes(store, "docs", frame), x="model.g")
     table = frame.assign(**{d.label: dimension_values(frame, d) for d in (lay.x, *lay.facets)})
-    ax = F.sweep_curve(table, lay.x.label, ["summary.final_train_loss"], group="model.hidden").axes[0]
+    fig = F.sweep_curve(table, lay.x.label, ["summary.final_train_loss"], group="model.hidden")
+    ax = fig.axes[0]
     assert len(ax.lines) == 2 and len(ax.collections) == 4  # a line per hidden; per hidden, seed points and a band
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["8", "16"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["8", "16"]  # one legend for the figure
+    assert fig.legends[0].get_title().get_text() == "model.hidden" and ax.get_ylabel() == "final_train_loss"
 
 
 @pytest.mark.parametrize("x, y, message", [

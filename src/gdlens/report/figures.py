@@ -406,8 +406,11 @@ def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool
             ax.set_yscale("log")
         ax.set_xlabel(_label(x))
         ax.set_title(_label(value), fontsize=9)
+        ax.set_ylabel(_label(value), fontsize=8)
     if group:
-        axes[-1].legend(fontsize=7, title=_label(group), title_fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+        from gdlens.report.panels import shared_legend
+
+        shared_legend(fig, title=_label(group))
     return fig
 
 
@@ -432,7 +435,7 @@ def compare_runs(metrics: Mapping[str, Any], columns: Sequence[str], titles: Map
     Columns in ``log`` get a log y axis when positive and spanning more than two decades
     (:func:`gdlens.report.panels.choose_yscale`). ``titles`` and ``ylabels`` name each column's panel title and y axis (default: the column).
     One legend for the figure. ``None`` when no column has data."""
-    from gdlens.report.panels import set_yaxis, shared_legend
+    from gdlens.report.panels import set_yaxis, shared_legend, wrap
 
     present = [c for c in columns if any(c in getattr(m, "columns", ()) and len(_series(m, c)[0])
                                          for m in metrics.values())]
@@ -458,8 +461,8 @@ def compare_runs(metrics: Mapping[str, Any], columns: Sequence[str], titles: Map
         values = np.concatenate(drawn) if drawn else np.array([])
         set_yaxis(ax, "auto" if col in log else "linear", values)
         _step_axis(ax)
-        ax.set_title((titles or {}).get(col, col), fontsize=9)
-        ax.set_ylabel((ylabels or {}).get(col, col), fontsize=8)
+        ax.set_title(wrap((titles or {}).get(col, col), 50), fontsize=9)
+        ax.set_ylabel(wrap((ylabels or {}).get(col, col)), fontsize=8)
     shared_legend(fig)
     return fig
 

@@ -189,9 +189,11 @@ MAX_COMPARED_PANELS = 9
 
 def _compared_columns(metrics: Mapping[str, Any], summary: Mapping[str, Any], config: Mapping[str, Any]):
     """What "Runs compared" draws: the losses and accuracies (``*/loss``, ``*/accuracy``), then
-    each declared probe's first curve panel (its keys, labels and y label, planned on the first
-    run): ``(columns, titles, ylabels, log)``, at most :data:`MAX_COMPARED_PANELS` columns."""
-    from gdlens.report.panels import plan_section
+    one curve of each declared probe (in the config's order): the first key of its first curve
+    panel that the probe declares by name (not by a pattern), else its ``total``, else that
+    panel's first key, with its label and y label (planned on the first run). ``(columns, titles, ylabels, log)``, at
+    most :data:`MAX_COMPARED_PANELS` columns."""
+    from gdlens.report.plans import plan_section
 
     names = list(dict.fromkeys(str(c) for m in metrics.values() for c in m.columns))
     columns = [c for c in names if c == "train_step/loss"] + [c for c in names if c.endswith("/loss")
@@ -204,16 +206,18 @@ def _compared_columns(metrics: Mapping[str, Any], summary: Mapping[str, Any], co
     first = next(iter(metrics.values()))
     decls = summary.get("probes") if isinstance(summary.get("probes"), Mapping) else {}
     for name in probe_order(decls, config.get("probes")):
-        if not decls[name].get("panels"):
+        plans = [p for p in plan_section(name, decls[name], first, {}) if p.declared and p.kind == "lines"]
+        fresh = [c for c in plans[0].columns if c not in columns] if plans else []
+        if not fresh:
             continue
-        plans = [p for p in plan_section(name, decls[name], first, {}) if p.kind == "lines"]
-        for col in plans[0].columns if plans else ():
-            if col not in columns:
-                columns.append(col)
-                titles[col] = plans[0].labels.get(col, col)
-                ylabels[col] = plans[0].ylabel
-                if plans[0].yscale in ("auto", "log"):
-                    log.append(col)
+        exact = {f"{name}/{k}" for p in decls[name].get("panels", ()) for k in p["keys"] if "*" not in k}
+        total = [c for c in fresh if c.endswith("/total")]  # a per-tensor family's sum over all tensors
+        col = next((c for c in fresh if c in exact), total[0] if total else fresh[0])
+        columns.append(col)
+        titles[col] = f"{plans[0].labels.get(col, col)} ({col})"
+        ylabels[col] = plans[0].ylabel
+        if plans[0].yscale in ("auto", "log"):
+            log.append(col)
     return columns[:MAX_COMPARED_PANELS], titles, ylabels, log
 
 

@@ -297,16 +297,16 @@ def set_yaxis(ax, yscale: str, values: np.ndarray, ylim=None) -> str:
     return scale
 
 
-def shared_legend(fig) -> None:
+def shared_legend(fig, title: str | None = None) -> None:
     """One legend for the whole figure, below its panels: every labelled artist of every panel,
-    each label once."""
+    each label once (``title``: the legend's title)."""
     handles: dict[str, Any] = {}
     for ax in fig.axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7, frameon=False,
-                   ncol=_legend_columns(list(handles), fig.get_figwidth()))
+                   ncol=_legend_columns(list(handles), fig.get_figwidth()), title=title, title_fontsize=7)
 
 
 def _legend_columns(labels: Sequence[str], width: float) -> int:
