@@ -134,7 +134,8 @@ def test_clock_probe_keeps_its_observations_in_the_state_and_checks_energy():
     assert obs["loss"][1] == pytest.approx(seen["loss"]) and obs["energy"][1] == pytest.approx(seen["energy"])
     assert second == clocks_so_far(obs, 0.5, probe.threshold)
     assert second["representation"] == representation_clock(obs["energy"], 0.5, obs["step"])
-    assert not hasattr(probe, "observations")  # nothing of a run lives on the probe
+    with pytest.warns(DeprecationWarning, match="recorder.states"):  # nothing of a run lives on the probe
+        assert probe.observations is None
     with pytest.raises(ValueError, match="energy"):
         ClockProbe(energy="entropy")
     with pytest.raises(ValueError, match="cannot read"):  # an energy the model does not have: at the first step

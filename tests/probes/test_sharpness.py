@@ -757,6 +757,9 @@ def test_sharpness_probe_without_an_optimizer_and_errors():
     rms = torch.optim.RMSprop(model.parameters(), lr=0.01)
     assert set(once(SharpnessProbe(), ProbeContext(0, model, batch=data, optimizer=rms))) == {
         "lambda_max", "directional_curvature"}
+    frozen = mlp(width=3).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        SharpnessProbe().init(ProbeContext(0, frozen, batch=data))
     with pytest.raises(ValueError, match="backend"):
         SharpnessProbe(backend="jax")
     with pytest.raises(ValueError, match="max_samples"):

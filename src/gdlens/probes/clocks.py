@@ -339,7 +339,15 @@ class ClockProbe:
         return {"eps": self.eps, "threshold": self.threshold,
                 "energy": self.energy if isinstance(self.energy, str) else getattr(self.energy, "__name__", "custom")}
 
-    def init(self, ctx: ProbeContext) -> dict[str, list[float]]:
+    @property
+    def observations(self) -> None:
+        """Deprecated: the observations are in the Recorder's state
+        (``recorder.states[name]["observations"]``)."""
+        warnings.warn("ClockProbe.observations is gone: read recorder.states[probe.name]['observations']",
+                      DeprecationWarning, stacklevel=2)
+        return None
+
+    def init(self, ctx: ProbeContext) -> dict[str, dict[str, list]]:
         try:
             model_energy(ctx.model, self.energy)
         except (AttributeError, TypeError) as exc:

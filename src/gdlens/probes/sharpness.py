@@ -192,7 +192,13 @@ class SharpnessProbe:
         return lambda m: data.loss_value(forward(m, data.x)[0])
 
     def init(self, ctx: ProbeContext) -> dict[str, Tensor | None]:
-        """Checks the optimizer (one learning rate) before any update; no warm start yet."""
+        """Checks the model (trainable parameters) and the optimizer (one learning rate) before
+        any update; no warm start yet."""
+        if not trainable_params(ctx.model, ctx.optimizer):
+            raise ValueError(
+                f"SharpnessProbe: {type(ctx.model).__name__} has no trainable parameters (requires_grad=True and, "
+                "with an optimizer, held by it): the Hessian would be empty"
+            )
         if ctx.optimizer is not None:
             learning_rate(ctx.optimizer)
         return {"v": None, "v_pre": None}
