@@ -317,7 +317,7 @@ def test_a_resumed_run_keeps_its_probes_state_and_history(tmp_path):
     store = gd.open_store(tmp_path)
     (record,) = store.runs(as_frame=False)
     state = store.run(record["id"]).latest_checkpoint()[1]
-    assert state["probes"]["clocks"]["observations"]["step"] == [0, 5, 10, 15, 20, 25, 30, 35]
+    assert state["probes"]["clocks"]["state"]["observations"]["step"] == [0, 5, 10, 15, 20, 25, 30, 35]
     resumed = gd.train(model(), data, store=store, resume=record["id"], probes=probes(), **kwargs)
     for name in ("clocks/fit", "clocks/representation", "ntk/kernel_distance", "representation/cka_init", "representation/cka_prev",
                  "metrics/train/loss"):
