@@ -48,7 +48,8 @@ def frame(**cols):
 def data():
     m = frame(acc=np.linspace(0.999, 1.0, N), rank=np.linspace(3.0, 5.0, N), rank_se=[0.5] * N, dim=[40.0] * N,
               eig_1=np.linspace(100, 200, N), eig_2=np.linspace(1, 2, N), eig_10=np.linspace(0.01, 0.02, N),
-              flat=0.19 + 0.01 * np.sin(np.arange(N)), extra=np.arange(N, dtype=float), nan_key=[np.nan] * N)
+              flat=0.19 + 0.01 * np.sin(np.arange(N)), extra=np.arange(N, dtype=float), nan_key=[np.nan] * N,
+              B=[4.0] * N)
     arrays = {"fake/sim": ([0, 10], [np.eye(3), 0.5 * np.eye(3)]), "fake/other": ([10], [np.ones((2, 2))])}
     return m, arrays
 
@@ -75,6 +76,9 @@ def test_plans_follow_the_declaration(drawn):
     # keys no panel names go to one generic panel of the section; rank_se and dim are used
     other = [p for p in plans if p.title.startswith("other recorded keys")]
     assert [c for p in other for c in p.columns] == ["fake/extra", "fake/nan_key"]
+    # ... except a constant one (a size recorded beside the curves): stated, not drawn
+    assert R.constant_leftovers("fake", describe(Fake()), data()[0]) == {"B": 4.0}
+    assert R.constant_leftovers("fake", None, data()[0]) == {}  # a generic section draws everything
     # an array no panel names is drawn as a matrix
     assert [p.columns for p in plans if p.kind == "matrix"] == [["fake/sim"], ["fake/other"]]
     assert R.unmatched_keys(describe(Fake()), ["acc", "rank", "dim", "eig_1", "flat"], ["sim"]) == ["missing"]

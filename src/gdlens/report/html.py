@@ -139,6 +139,7 @@ def probe_sections(summary: Mapping[str, Any], metrics, arrays: Mapping[str, Any
 def render_run(run) -> str:
     """The HTML text of a run's report (see :func:`write_report`)."""
     from gdlens.report.panels import draw_section, plan_section, section_title
+    from gdlens.report.plans import constant_leftovers
 
     config, summary = run.config, run.summary
     metrics = run.metrics(wide=True)
@@ -174,6 +175,10 @@ def render_run(run) -> str:
         generic = decl is None or not decl.get("panels")
         if generic:
             page.add("<p class='note'>This probe declares no panels: its keys are drawn by the generic panels.</p>")
+        constant = constant_leftovers(name, decl, metrics)
+        if constant:
+            text = ", ".join(f"{k} = {format_value(v)}" for k, v in constant.items())
+            page.add(f"<p class='meta'>Recorded, constant over the run: {html.escape(text)}.</p>")
         caption = f"{title}: the keys {name}/*" + (" in generic panels" if generic else ", drawn as the probe declares")
         if not page.figure(draw_section(plans, metrics, arrays), caption):
             page.add("<p class='note'>Nothing was recorded by this probe.</p>")

@@ -30,6 +30,7 @@ import numpy as np
 from gdlens.report.plans import (  # re-exported: planning and drawing are used together
     MAX_LINES,
     Plan,
+    constant_leftovers,
     match_keys,
     natural_key,
     plan_section,
@@ -47,6 +48,7 @@ __all__ = [
     "match_keys",
     "section_title",
     "plan_section",
+    "constant_leftovers",
     "unmatched_keys",
     "choose_yscale",
     "set_yaxis",

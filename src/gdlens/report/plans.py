@@ -11,7 +11,8 @@ several matches in natural order: ``eig_G_2`` before ``eig_G_10``; a panel match
 left out). A key's standard error (``Metric.stderr``) becomes a ±1 s.e. band and is not a curve of
 its own; a panel's ``bound`` becomes a dimension line (the key's recorded values, or a number of
 the probe's settings). Recorded keys that no panel names go to generic panels ("other recorded
-keys") of the same section; a probe that declares no panels gets only generic panels
+keys") of the same section, except, for a probe that declares panels, keys constant over the
+run (:func:`constant_leftovers`: sizes like B, T, H, stated instead); a probe that declares no panels gets only generic panels
 (:func:`_fallback_plans`): one per first path segment of its keys (``grad_norm/*``), or per last
 segment when the first ones are data splits (``train/loss`` with ``test/loss``), keys of a one-key
 segment together, ``<key>_se`` as the band of ``<key>``. Arrays no panel names are drawn on their
@@ -29,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Plan", "MAX_LINES", "natural_key", "match_keys", "section_title", "plan_section", "unmatched_keys"]
+__all__ = ["Plan", "MAX_LINES", "natural_key", "match_keys", "section_title", "plan_section", "constant_leftovers",
+           "unmatched_keys"]
 
 MAX_LINES = 12
 
@@ -184,14 +186,17 @@ def section_title(name: str, decl: Mapping[str, Any] | None) -> str:
     return f"{words} ({kind})" if kind else words
 
 
-def plan_section(name: str, decl: Mapping[str, Any] | None, metrics, arrays: Mapping[str, Any]) -> list[Plan]:
-    """The panels of probe ``name``'s section (see the module docstring). ``decl`` is the
-    probe's entry of the summary's ``"probes"`` (None for a run recorded without one),
-    ``metrics`` the run's wide metrics frame, ``arrays`` its arrays by name."""
-    decl = decl or {}
+def _records(name: str, metrics, arrays: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The probe's recorded scalar keys and array keys, without its ``"<name>/"`` prefix."""
     prefix = f"{name}/"
-    scalars = [c[len(prefix):] for c in getattr(metrics, "columns", ()) if str(c).startswith(prefix)]
-    arrs = [a[len(prefix):] for a in arrays if a.startswith(prefix)]
+    scalars = [str(c)[len(prefix):] for c in getattr(metrics, "columns", ()) if str(c).startswith(prefix)]
+    return scalars, [a[len(prefix):] for a in arrays if a.startswith(prefix)]
+
+
+def _declared_plans(name: str, decl: Mapping[str, Any], metrics, scalars: Sequence[str],
+                    arrs: Sequence[str]) -> tuple[list[Plan], set[str]]:
+    """The plans of the declared panels and the keys they use (curves, s.e., bounds)."""
+    prefix = f"{name}/"
     specs = list(decl.get("metrics") or ())
     settings = decl.get("settings") or {}
     title = section_title(name, decl)
@@ -223,9 +228,40 @@ def plan_section(name: str, decl: Mapping[str, Any] | None, metrics, arrays: Map
             se = _stderr_of(m, key)
             if se in scalars and key in used:
                 used.add(se)
-    rest = [k for k in scalars if k not in used]
+    return plans, used
+
+
+def constant_leftovers(name: str, decl: Mapping[str, Any] | None, metrics) -> dict[str, float]:
+    """The keys of a probe that declares panels which no panel draws and whose finite values are
+    all equal (sizes such as B, T, H recorded beside the curves): ``{key: value}``. They are not
+    drawn (a flat line says nothing); the report states them, and the Summary lists them."""
+    if not decl or not decl.get("panels"):
+        return {}
+    scalars, arrs = _records(name, metrics, {})
+    _, used = _declared_plans(name, decl, metrics, scalars, arrs)
+    out = {}
+    for key in scalars:
+        if key in used:
+            continue
+        v = metrics[f"{name}/{key}"].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        if v.size and np.all(v == v[0]):
+            out[key] = float(v[0])
+    return out
+
+
+def plan_section(name: str, decl: Mapping[str, Any] | None, metrics, arrays: Mapping[str, Any]) -> list[Plan]:
+    """The panels of probe ``name``'s section (see the module docstring). ``decl`` is the
+    probe's entry of the summary's ``"probes"`` (None for a run recorded without one),
+    ``metrics`` the run's wide metrics frame, ``arrays`` its arrays by name."""
+    decl = decl or {}
+    prefix = f"{name}/"
+    scalars, arrs = _records(name, metrics, arrays)
+    plans, used = _declared_plans(name, decl, metrics, scalars, arrs)
+    constant = constant_leftovers(name, decl, metrics)
+    rest = [k for k in scalars if k not in used and k not in constant]
     if rest:
-        plans += _fallback_plans(name, rest, "other recorded keys" if plans else title)
+        plans += _fallback_plans(name, rest, "other recorded keys" if plans else section_title(name, decl))
     for key in arrs:
         if key not in used:
             plans.append(Plan(f"{key} (latest)", "matrix", [prefix + key], f"{prefix}{key} (as recorded)",
