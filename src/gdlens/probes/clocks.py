@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
+from gdlens.probes.plumbing import eval_mode
 from gdlens.probes.energies import ENERGIES, model_energy
 from gdlens.probes.spec import Metric, Panel
 from gdlens.probes.training import task_metrics
@@ -163,13 +164,8 @@ def clock_observation(
     metric ``accuracy`` of ``eval_data``, :func:`gdlens.probes.training.task_metrics`; nan
     without) and ``energy`` (:func:`gdlens.probes.energies.model_energy`)."""
     if loss_fn is not None:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                loss = float(loss_fn(model))
-        finally:
-            model.train(was_training)
+        with eval_mode(model), torch.no_grad():
+            loss = float(loss_fn(model))
     elif batch is not None:
         loss = float(task_metrics(model, batch)["loss"])
     else:

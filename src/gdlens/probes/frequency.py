@@ -27,7 +27,7 @@ from torch import Tensor
 
 from gdlens.probes._utils import as_tensor
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
-from gdlens.probes.plumbing import check_data_choice, forward, probe_data
+from gdlens.probes.plumbing import check_data_choice, eval_mode, forward, probe_data
 from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
@@ -393,13 +393,8 @@ class FrequencyProbe:
         x = data.x
         if x.shape != state["x"].shape or not torch.equal(x, state["x"].to(x.device)):
             raise ValueError("FrequencyProbe: the inputs changed since the first call; the grid must stay the same")
-        was_training = ctx.model.training
-        ctx.model.eval()
-        try:
-            with torch.no_grad():
-                y, _ = forward(ctx.model, x)
-        finally:
-            ctx.model.train(was_training)
+        with eval_mode(ctx.model), torch.no_grad():
+            y, _ = forward(ctx.model, x)
         res = error_by_frequency(_output_column(y, self.output), _output_column(data.target, self.output),
                                  peaks=state["peaks"], spacing=state["spacing"])
         return {f"err_k{int(k)}": float(e) for k, e in zip(res.indices.tolist(), res.errors)}, state

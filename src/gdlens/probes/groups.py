@@ -33,7 +33,7 @@ from gdlens.operators import trace
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
 from gdlens.probes.ntk import empirical_ntk
 from gdlens.probes.parameters import parameter_norms
-from gdlens.probes.plumbing import forward, functional_model
+from gdlens.probes.plumbing import eval_mode, forward, functional_model
 from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
@@ -239,11 +239,7 @@ class HeadEmbeddingProbe:
         loss_fn = ctx.loss_fn or (lambda m: batch.loss_value(forward(m, batch.x)[0]))
         groups = resolve_groups(model, self.groups)
         x = ntk_subset(batch.x, self.ntk_samples, self.seed)
-        was_training = model.training
-        model.eval()  # dropout off: one deterministic model (and no random op under vmap)
-        try:
+        with eval_mode(model):  # dropout off: one deterministic model (and no random op under vmap)
             norms = group_gradient_norms(model, loss_fn, groups)
             traces = group_ntk_traces(model, x, groups, self.method, self.num_matvecs, self.seed)
-        finally:
-            model.train(was_training)
         return group_report(norms, traces, x.shape[0]), state

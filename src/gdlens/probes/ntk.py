@@ -42,7 +42,14 @@ from gdlens.operators import (
 )
 from gdlens.probes._utils import as_tensor, flatten_params
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
-from gdlens.probes.plumbing import check_data_choice, functional_model, probe_data, spread_indices, trainable_params
+from gdlens.probes.plumbing import (
+    check_data_choice,
+    eval_mode,
+    functional_model,
+    probe_data,
+    spread_indices,
+    trainable_params,
+)
 from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
@@ -450,14 +457,9 @@ class NTKProbe:
         return None
 
     def _jacobian(self, ctx: ProbeContext, x: Tensor) -> LinearOperator:
-        """J of the model's first output on x over the trainable parameters, in eval mode."""
-        model = ctx.model
-        was_training = model.training
-        model.eval()
-        try:
-            return parameter_jacobian(functional_model(model), trainable_params(model), x)
-        finally:
-            model.train(was_training)
+        """J of the model's first output on x over the trainable parameters (a lazy operator:
+        its callers use it inside :func:`eval_mode`)."""
+        return parameter_jacobian(functional_model(ctx.model), trainable_params(ctx.model), x)
 
     def init(self, ctx: ProbeContext) -> dict[str, Any] | None:
         """The fixed inputs, their kept output entries and targets (``K0`` is set by the first
@@ -470,8 +472,9 @@ class NTKProbe:
             raise ValueError(f"NTKProbe: {type(ctx.model).__name__} has no trainable parameters (requires_grad=True)")
         idx = spread_indices(data.x.shape[0], self.n_samples).to(data.x.device)
         x = data.x[idx].detach().clone()
-        J = self._jacobian(ctx, x)
-        shape = J.shape_out
+        with eval_mode(ctx.model):
+            J = self._jacobian(ctx, x)
+            shape = J.shape_out
         entries = ntk_entries(data, idx, shape, self.max_outputs)
         y = _alignment_targets(data, idx, shape, J.dtype)
         if y is not None:
@@ -483,7 +486,8 @@ class NTKProbe:
             state = self.init(ctx)
             if state is None:
                 return {}, None
-        K = _kernel_from_rows(self._jacobian(ctx, state["x"]), self.chunk_size, state["entries"])
+        with eval_mode(ctx.model):
+            K = _kernel_from_rows(self._jacobian(ctx, state["x"]), self.chunk_size, state["entries"])
         if state["K0"] is None:
             state = {**state, "K0": K.clone()}
         spec = kernel_spectrum(K)

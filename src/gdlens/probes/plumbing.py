@@ -1,6 +1,7 @@
 """Model plumbing shared by the probes: which tensors a probe reads and how it calls the model.
 
 - :func:`forward`: ``(y, z)`` from a model whose forward returns ``y`` or ``(y, z)``.
+- :func:`eval_mode`: the model in eval mode for a block (how every probe measures it).
 - :func:`trainable_params`: the parameters training moves.
 - :func:`functional_loss`, :func:`functional_model`: the loss or the outputs as functions of
   (a subset of) the parameters, through :func:`torch.func.functional_call` (weights tied between
@@ -15,7 +16,8 @@ No phenomenon lives here; every probe module imports what it needs from this one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ from torch.func import functional_call
 
 __all__ = [
     "forward",
+    "eval_mode",
     "submodule",
     "functional_loss",
     "functional_model",
@@ -44,6 +47,20 @@ def forward(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
     if isinstance(out, tuple):
         return out[0], (out[1] if len(out) > 1 else None)
     return out, None
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (dropout off, batch-norm statistics frozen) for the block, its
+    own mode restored afterwards even on an error. Probes measure the deterministic model: the
+    Hessian, NTK or loss of one random dropout mask is not a property of the parameters (and a
+    random op cannot run under ``vmap``)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def submodule(model: nn.Module, name: str) -> nn.Module:

@@ -40,7 +40,7 @@ from gdlens.probes.hessian import (
     lanczos_top_eig,
     top_hessian_eig,
 )
-from gdlens.probes.plumbing import forward, functional_loss, trainable_params
+from gdlens.probes.plumbing import eval_mode, forward, functional_loss, trainable_params
 from gdlens.probes.spec import Metric, Panel
 from gdlens.probes.stability import (
     adam_preconditioner,
@@ -206,12 +206,8 @@ class SharpnessProbe:
     def compute(self, ctx: ProbeContext, state: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
         """The values of one step, with the model in eval mode (dropout off: the Hessian of one
         deterministic loss), its mode restored afterwards."""
-        was_training = ctx.model.training
-        ctx.model.eval()
-        try:
+        with eval_mode(ctx.model):
             return self._compute(ctx, state)
-        finally:
-            ctx.model.train(was_training)
 
     def _compute(self, ctx: ProbeContext, state: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
         loss_fn = self._loss(ctx)

@@ -20,7 +20,7 @@ from torch import nn
 from gdlens.operators import participation_ratio
 from gdlens.probes.base import ProbeContext, Schedule, as_schedule
 from gdlens.probes.parameters import parameter_norms, relative_change
-from gdlens.probes.plumbing import forward, layer_activations
+from gdlens.probes.plumbing import eval_mode, forward, layer_activations
 from gdlens.probes.spec import Metric, Panel
 
 __all__ = [
@@ -37,14 +37,9 @@ def task_metrics(model: nn.Module, data: Any) -> dict[str, float]:
     """``data.metric(y)`` (the task's loss, accuracy, ...; ``loss`` is gdlens' L,
     :mod:`gdlens.losses`) of the model's first output y on ``data.x``: one forward pass without
     gradients in eval mode (dropout off), the model's mode restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            y, _ = forward(model, data.x)
-        return dict(data.metric(y))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        y, _ = forward(model, data.x)
+    return dict(data.metric(y))
 
 
 def _task_data(ctx: ProbeContext) -> dict[str, Any]:

@@ -16,7 +16,8 @@ so the same probe objects can serve several Recorders. It writes each probe's de
 (:func:`gdlens.probes.spec.describe`: what its keys mean, how to draw them) into the run's summary
 under ``"probes"``, which the report reads. A probe that raises does not lose the other probes'
 values at that step: they are recorded first, then a :class:`ProbeError` naming the probe is
-raised.
+raised. Probes see the model in eval mode (dropout off; :func:`gdlens.probes.plumbing.eval_mode`),
+its mode restored after each probe.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from gdlens.probes.base import (
     load_probe_state,
     probe_state,
 )
+from gdlens.probes.plumbing import eval_mode
 from gdlens.probes.spec import describe
 
 __all__ = ["Recorder", "ProbeError"]
@@ -141,10 +143,11 @@ class Recorder:
         for probe in due:
             t0 = time.perf_counter()
             try:
-                if probe.name not in self._initialised:
-                    self.states[probe.name] = init_state(probe, ctx)
-                    self._initialised.add(probe.name)
-                values, self.states[probe.name] = compute_values(probe, ctx, self.states[probe.name])
+                with eval_mode(model):
+                    if probe.name not in self._initialised:
+                        self.states[probe.name] = init_state(probe, ctx)
+                        self._initialised.add(probe.name)
+                    values, self.states[probe.name] = compute_values(probe, ctx, self.states[probe.name])
             except Exception as exc:  # the others' values of this step are still recorded
                 if failure is None:
                     failure = ProbeError(probe.name, step, exc)
