@@ -105,7 +105,8 @@ def _limits(ax, scale: str, values: np.ndarray, ylim) -> None:
         g = math.sqrt(v.min() * v.max())
         ax.set_ylim(g / math.sqrt(2), g * math.sqrt(2))
     if scale == "symlog" and v.size and v.min() >= 0 and lo_set is None:
-        ax.set_ylim(bottom=0.0)  # no empty negative half for a quantity that is never negative
+        # no empty negative half for a quantity that is never negative; the top a factor 1.3 above the data
+        ax.set_ylim(0.0, float(v.max()) * 1.3 if hi_set is None else ax.get_ylim()[1])
     if scale == "log" and v.size and v.max() < 10 * v.min():
         from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
