@@ -164,3 +164,15 @@ def test_runs_compared_takes_one_declared_curve_per_probe(tmp_path):
     assert titles["kp/rank_K"] == "effective rank of K (kp/rank_K)" and ylabels["norm/total"] == "‖θ‖"
     text = gdlens.report(store, tmp_path / "gs.html", name="gs").read_text()
     assert "<h2>Runs compared</h2>" in text
+
+
+def test_two_probes_of_one_class_get_two_sections(tmp_path):
+    decl = {"title": "Norms", "type": "N", "settings": {}, "metrics": [],
+            "panels": [{"title": "norm", "keys": ["x"], "ylabel": "‖θ‖"}]}
+    store = gd.open_store(tmp_path / "s")
+    run = store.create_run({"probes": [{"name": "a"}, {"name": "b"}]})
+    run.log(0, {"a/x": 1.0, "b/x": 2.0})
+    run.finish({"probes": {"a": decl, "b": decl}})
+    text = write_report(run, tmp_path / "two.html").read_text()
+    assert sections(text)[-2:] == ["Norms (a)", "Norms (b)"]
+    assert len(set(re.findall(r"<section id='([^']+)'", text))) == len(sections(text))

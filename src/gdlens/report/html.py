@@ -169,8 +169,10 @@ def render_run(run) -> str:
             page.add(key_value_table(clocks, "clocks-table", ("clock", "step")))
         page.end()
 
-    for name, decl, plans in sections:
-        title = section_title(name, decl)
+    titles = [section_title(name, decl) for name, decl, _ in sections]
+    for (name, decl, plans), title in zip(sections, titles):
+        if titles.count(title) > 1:  # two probes of one class: their names tell them apart
+            title = f"{title} ({name})"
         page.section(title)
         generic = decl is None or not decl.get("panels")
         if generic:
