@@ -212,3 +212,11 @@ def test_summary_table_grouped_with_units_and_settings():
     assert "<td class='num'>0.19</td><td>nat</td>" in text
     assert "<td class='num'>1.5</td><td>s</td>" in text
     assert math.isclose(float(text.split("<th>other/x</th><td></td><td class='num'>")[1].split("<")[0]), 2.0)
+
+
+def test_probe_figure_from_a_frame_and_a_declaration():
+    m, arrays = data()
+    fig = R.probe_figure(m, "fake", describe(Fake()), arrays)
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_title()]
+    assert titles[:5] == ["accuracy", "rank", "spectrum", "eigenvalues over training", "flat"]
+    assert R.probe_figure(m, "absent") is None
