@@ -59,6 +59,31 @@ def test_partial_effective_ranks_match_dense(keep, pattern):
         partial_effective_ranks(kp, keep="neurons")
 
 
+def test_partial_effective_ranks_keep_a_tuple_of_axes():
+    kp, Km, Pm, Gm = fake_snapshot(4)
+    ranks = partial_effective_ranks(kp, keep=("batch", "time"), method="exact")
+    for name, M in (("K", Km), ("P", Pm @ Pm.T), ("G", Gm)):
+        R = torch.einsum("abicdi->abcd", M.reshape(*SHAPE, *SHAPE)).reshape(12, 12)
+        assert abs(ranks[name].value - pr(R)) < 1e-10
+    same = partial_effective_ranks(kp, keep=("time", "trials"), method="exact")
+    assert same["G"].value == ranks["G"].value
+    auto = partial_effective_ranks(kp, keep=(0, 1), num_samples=16, seed=1)  # H = 2 ≤ 16 traced: exact
+    assert auto["G"].method == "exact" and auto["G"].value == pytest.approx(ranks["G"].value, rel=1e-12)
+    with pytest.raises(ValueError, match="one or two distinct axes"):
+        partial_effective_ranks(kp, keep=("batch", "trials"))
+
+
+def test_reference_definition_is_the_ones_contraction_of_the_gram():
+    kp, Km, Pm, Gm = fake_snapshot(5)
+    ranks = partial_effective_ranks(kp, keep="time", definition="reference")
+    for name, M in (("K", Km @ Km.T), ("P", Pm @ Pm.T), ("G", Gm @ Gm.T)):
+        R = torch.einsum("aibcjd->ij", M.reshape(*SHAPE, *SHAPE))  # inputs constant, outputs summed over B, H
+        assert abs(ranks[name].value - pr(R)) < 1e-10
+        assert ranks[name].stderr == 0.0
+    with pytest.raises(ValueError, match="definition must be one of"):
+        partial_effective_ranks(kp, definition="paper")
+
+
 def test_top_eigenfunctions_are_shaped_like_hidden_states():
     kp, _, _, Gm = fake_snapshot(2)
     values, vectors = top_eigenfunctions(kp.G, 3)
@@ -99,3 +124,5 @@ def test_hidden_participation_ratio():
     assert 3.8 < hidden_participation_ratio(iso) <= 4.0
     with pytest.raises(ValueError, match=r"\(B, T, H\)"):
         hidden_participation_ratio(torch.zeros(3, 4))
+    # one implementation with gdlens.operators.participation_ratio: no variance is nan, not 0
+    assert hidden_participation_ratio(torch.zeros(2, 3, 4)) != hidden_participation_ratio(torch.zeros(2, 3, 4))

@@ -3,8 +3,9 @@
 Every function takes operators on hidden-state tensors (B, T, H) (or a :class:`KPFlow`) and
 returns numbers with error bars:
 
-- effective rank (participation ratio) of K, G and P Pᵀ, in full and reduced to the time,
-  trial or hidden axis ("effective dimension");
+- effective rank (participation ratio) of K, G and P Pᵀ, in full and reduced to one or more
+  of the trial, time and hidden axes ("effective dimension"), with gdlens' definition (the
+  partial trace) or the KPFlow authors' (``definition="reference"``);
 - top eigenfunctions of G or K, shaped (k, B, T, H);
 - misdirection: the Frobenius alignment of G with P Pᵀ, i.e. how much the parameter
   operator K bends the flow away from the direction the propagator alone would take;
@@ -15,6 +16,7 @@ returns numbers with error bars:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ from gdlens.operators import (
     alignment,
     effective_rank,
     partial_effective_rank,
+    participation_ratio,
     top_eigs,
 )
 from gdlens.operators._common import make_generator, rademacher
@@ -37,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "AXES",
+    "DEFINITIONS",
+    "keep_axes",
     "effective_ranks",
     "partial_effective_ranks",
     "top_eigenfunctions",
@@ -46,7 +51,28 @@ __all__ = [
     "hidden_participation_ratio",
 ]
 
-AXES = {"trials": 0, "time": 1, "hidden": 2}
+AXES = {"trials": 0, "batch": 0, "time": 1, "hidden": 2}
+DEFINITIONS = ("gdlens", "reference")
+
+
+def keep_axes(keep: str | int | Sequence[str | int]) -> tuple[int, ...]:
+    """The axes of (B, T, H) named by ``keep``: a name of :data:`AXES` (``"trials"`` or its
+    alias ``"batch"``, ``"time"``, ``"hidden"``), an axis index, or a tuple of them
+    (``("batch", "time")`` → ``(0, 1)``), sorted and checked (one to two distinct axes)."""
+    items = (keep,) if isinstance(keep, (str, int)) else tuple(keep)
+    axes = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in AXES:
+                raise ValueError(f"keep must be one of {sorted(AXES)} or a tuple of them, got {item!r}")
+            axes.append(AXES[item])
+        elif isinstance(item, int) and not isinstance(item, bool) and -3 <= item < 3:
+            axes.append(item % 3)
+        else:
+            raise ValueError(f"keep must be one of {sorted(AXES)}, an axis 0..2, or a tuple of them; got {item!r}")
+    if not axes or len(set(axes)) != len(axes) or len(axes) == 3:
+        raise ValueError(f"keep must name one or two distinct axes of (B, T, H), got {keep!r}")
+    return tuple(sorted(axes))
 
 
 def _symmetric_operators(kp: KPFlow) -> dict[str, LinearOperator]:
@@ -58,21 +84,53 @@ def _symmetric_operators(kp: KPFlow) -> dict[str, LinearOperator]:
 def effective_ranks(
     kp: KPFlow, method: str = "hutch++", num_matvecs: int = 30, seed: int = 0
 ) -> dict[str, Estimate]:
-    """Participation ratios ``(tr A)²/‖A‖_F²`` of K, P Pᵀ (reported as "P") and G."""
+    """Participation ratios ``(tr A)²/‖A‖_F²`` of K, P Pᵀ (reported as "P") and G, over all
+    B·T·H dimensions (at most B·T·H). Warns (RuntimeWarning, naming float64) when one is not
+    finite."""
     return {name: effective_rank(op, method, num_matvecs, seed) for name, op in _symmetric_operators(kp).items()}
 
 
 def partial_effective_ranks(
-    kp: KPFlow, keep: str = "time", method: str = "hutchinson", num_samples: int = 8, seed: int = 0
+    kp: KPFlow,
+    keep: str | int | Sequence[str | int] = "time",
+    method: str = "auto",
+    num_samples: int = 32,
+    seed: int = 0,
+    *,
+    definition: str = "gdlens",
+    chunk_size: int | None = None,
 ) -> dict[str, Estimate]:
-    """Effective dimension of K, P Pᵀ and G over one axis only: each operator is reduced to
-    ``keep`` ∈ {"trials", "time", "hidden"} by tracing out the two other axes of (B, T, H), and
-    the participation ratio of the reduced matrix is returned (see
-    :func:`gdlens.operators.partial_effective_rank`)."""
-    if keep not in AXES:
-        raise ValueError(f"keep must be one of {sorted(AXES)}, got {keep!r}")
+    """Effective dimension of K, P and G over some axes only (``"K"``, ``"P"``, ``"G"``).
+
+    Args:
+        kp: the snapshot; its operators act on (B, T, H).
+        keep: the axes kept (:func:`keep_axes`): ``"time"``, ``"trials"`` (alias ``"batch"``),
+            ``"hidden"``, or a tuple such as ``("batch", "time")``. The others are reduced.
+        method, num_samples, seed, chunk_size: as in
+            :func:`gdlens.operators.partial_effective_rank` (``"hutchinson"``: ``num_samples · n_κ``
+            matvecs; ``"exact"``: B·T·H matvecs, memory bounded by ``chunk_size``; ``"auto"``,
+            the default: the cheaper of the two).
+        definition: ``"gdlens"``: the participation ratio of ``R = Tr_τ A`` for A = K, P Pᵀ, G
+            (the partial trace over the other axes). ``"reference"``: the KPFlow authors' code
+            (arXiv 2507.06381), the participation ratio of ``(I_κ ⊗ 1)ᵀ (A Aᵀ) (I_κ ⊗ 1)`` for
+            A = K, P, G — inputs constant along the reduced axes, outputs summed over them, and
+            the Gram A Aᵀ of each operator (K², P Pᵀ, G²). Deterministic (n_κ products with
+            A Aᵀ); use it to compare numbers one to one with that code. The two agree only in
+            special cases; the paper plots K over trials × time and P over time.
+
+    Warns (RuntimeWarning, naming float64) when a value is not finite.
+    """
+    if definition not in DEFINITIONS:
+        raise ValueError(f"definition must be one of {DEFINITIONS}, got {definition!r}")
+    axes = keep_axes(keep)
+    if definition == "reference":
+        ops = {"K": kp.K, "P": kp.P, "G": kp.G}
+        return {
+            name: partial_effective_rank(op, axes, chunk_size=chunk_size, contraction="ones", gram=True)
+            for name, op in ops.items()
+        }
     return {
-        name: partial_effective_rank(op, AXES[keep], method, num_samples, seed)
+        name: partial_effective_rank(op, axes, method, num_samples, seed, chunk_size)
         for name, op in _symmetric_operators(kp).items()
     }
 
@@ -174,12 +232,9 @@ def task_interference(
 
 def hidden_participation_ratio(z: Tensor, centre: bool = True) -> float:
     """``PR = (Σλ)² / Σλ²`` of the covariance of hidden states z (B, T, H) over the B·T samples
-    (λ its eigenvalues; centred by default): how many dimensions the activity occupies."""
+    (λ its eigenvalues; centred by default): how many dimensions the activity occupies.
+    :func:`gdlens.operators.participation_ratio` of the B·T rows (nan for activity with no
+    variance)."""
     if z.dim() != 3:
         raise ValueError(f"z must have shape (B, T, H), got {tuple(z.shape)}")
-    X = z.reshape(-1, z.shape[-1]).to(torch.float64)
-    if centre:
-        X = X - X.mean(0)
-    s2 = torch.linalg.svdvals(X) ** 2
-    total = float((s2**2).sum())
-    return float(s2.sum() ** 2 / total) if total > 0 else 0.0
+    return participation_ratio(z.reshape(-1, z.shape[-1]), centre=centre)

@@ -33,7 +33,14 @@ from gdlens.operators._common import Estimate
 from gdlens.operators.density import SpectralDensity, spectral_density
 from gdlens.operators.eigen import SVD, Eigs, svds, top_eigs
 from gdlens.operators.moments import Moments, alignment, effective_rank, frobenius_norm, moments
-from gdlens.operators.partial import partial_effective_rank, partial_trace_samples
+from gdlens.operators.partial import (
+    PartialReduction,
+    exact_partial_trace,
+    partial_effective_rank,
+    partial_reduction,
+    partial_trace_samples,
+    variance_count,
+)
 from gdlens.operators.participation import participation_ratio
 from gdlens.operators.trace import trace
 
@@ -47,6 +54,10 @@ __all__ += [
     "Moments",
     "partial_effective_rank",
     "partial_trace_samples",
+    "partial_reduction",
+    "PartialReduction",
+    "exact_partial_trace",
+    "variance_count",
     "participation_ratio",
     "top_eigs",
     "svds",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from gdlens.operators.base import LinearOperator, basis_chunks
 
-__all__ = ["Estimate", "make_generator", "rademacher", "apply_flat", "rapply_flat", "check_method", "check_square"]
+__all__ = ["Estimate", "make_generator", "rademacher", "apply_flat", "rapply_flat", "check_method", "check_square", "warn_not_finite"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,21 @@ def sample_stderr(samples: Tensor) -> float | None:
     if m < 2:
         return None
     return float(samples.std(unbiased=True) / math.sqrt(m))
+
+
+def warn_not_finite(value: float, dtype: torch.dtype, what: str, inputs_finite: bool = True) -> None:
+    """RuntimeWarning when an estimate is nan or infinite, naming float64 as the fix for
+    operators in lower precision (an unstable RNN's propagator P overflows float32: its
+    ‖P Pᵀ‖_F² exceeds 3.4e38 and a participation ratio becomes inf/inf = nan). ``inputs_finite``
+    False (a trace or norm it was computed from overflowed) warns even for a finite value (t²/∞ = 0)."""
+    if math.isfinite(value) and inputs_finite:
+        return
+    if dtype in (torch.float32, torch.float16, torch.bfloat16):
+        fix = (
+            f"the operator's {dtype} entries overflow or lose all precision (e.g. the propagator P of an "
+            f"unstable RNN); run the analysis in float64 (model.double() and float64 data)"
+        )
+    else:
+        fix = "the operator has non-finite entries, or a norm of zero"
+    inputs = "" if inputs_finite else " (computed from non-finite traces or norms)"
+    warnings.warn(f"{what} is {value}{inputs}: {fix}", RuntimeWarning, stacklevel=3)

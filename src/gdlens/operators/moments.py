@@ -35,6 +35,7 @@ from gdlens.operators._common import (
     complement_probes,
     make_generator,
     rademacher,
+    warn_not_finite,
 )
 from gdlens.operators.base import LinearOperator
 from gdlens.operators.trace import orthonormal_rows
@@ -161,29 +162,36 @@ class Moments:
         i, j = sorted((self._t(a), self._t(b)))
         return len(self.names) + _pairs(len(self.names)).index((i, j))
 
-    def _estimate(self, fn: Callable[[Tensor], Tensor]) -> Estimate:
+    def _estimate(self, fn: Callable[[Tensor], Tensor], what: str) -> Estimate:
         exact = self.method == "exact"
-        return Estimate(float(fn(self.mu)), _delta(fn, self.mu, self.cov, exact), self.num_matvecs, self.method)
+        value = float(fn(self.mu))
+        warn_not_finite(value, self.mu.dtype, what, bool(torch.isfinite(self.mu).all()))
+        return Estimate(value, _delta(fn, self.mu, self.cov, exact), self.num_matvecs, self.method)
 
     def trace(self, name: str) -> Estimate:
         """``tr A``."""
         t = self._t(name)
-        return self._estimate(lambda m: m[t])
+        return self._estimate(lambda m: m[t], f"the trace of {name!r}")
 
     def frobenius_norm(self, name: str) -> Estimate:
         """``‖A‖_F = sqrt(f_AA)``; standard error ``se(f_AA) / (2‖A‖_F)``."""
         f = self._f(name, name)
-        return self._estimate(lambda m: torch.sqrt(m[f].clamp_min(0)))
+        return self._estimate(lambda m: torch.sqrt(m[f].clamp_min(0)), f"the Frobenius norm of {name!r}")
 
     def effective_rank(self, name: str) -> Estimate:
         """Participation ratio ``t_A² / f_AA`` (square PSD A)."""
         t, f = self._t(name), self._f(name, name)
-        return self._estimate(lambda m: m[t] ** 2 / m[f].clamp_min(torch.finfo(m.dtype).tiny))
+        return self._estimate(
+            lambda m: m[t] ** 2 / m[f].clamp_min(torch.finfo(m.dtype).tiny), f"the effective rank of {name!r}"
+        )
 
     def alignment(self, a: str, b: str) -> Estimate:
         """``f_AB / sqrt(f_AA f_BB)`` ∈ [−1, 1]."""
         ab, aa, bb = self._f(a, b), self._f(a, a), self._f(b, b)
-        return self._estimate(lambda m: m[ab] / torch.sqrt((m[aa] * m[bb]).clamp_min(torch.finfo(m.dtype).tiny)))
+        return self._estimate(
+            lambda m: m[ab] / torch.sqrt((m[aa] * m[bb]).clamp_min(torch.finfo(m.dtype).tiny)),
+            f"the alignment of {a!r} and {b!r}",
+        )
 
 
 def moments(
