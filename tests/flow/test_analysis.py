@@ -126,3 +126,17 @@ def test_hidden_participation_ratio():
         hidden_participation_ratio(torch.zeros(3, 4))
     # one implementation with gdlens.operators.participation_ratio: no variance is nan, not 0
     assert hidden_participation_ratio(torch.zeros(2, 3, 4)) != hidden_participation_ratio(torch.zeros(2, 3, 4))
+
+
+def test_float32_overflow_of_an_unstable_rnn_warns_naming_float64():
+    import gdlens as gd
+
+    torch.manual_seed(0)
+    model = gd.models.RNN(3, 16, 2, g=4.0)  # tanh, float32: P grows ~ (g·gain)^T and overflows
+    gen = torch.Generator().manual_seed(0)
+    kp = gd.flow.KPFlow(model, torch.randn(2, 80, 3, generator=gen), torch.randn(2, 80, 2, generator=gen))
+    with pytest.warns(RuntimeWarning, match="float64"):
+        ranks = effective_ranks(kp, num_matvecs=9)
+    assert ranks["P"].value != ranks["P"].value  # nan, and now said
+    ranks64 = effective_ranks(gd.flow.KPFlow(model.double(), kp.x.double(), kp.target.double()), num_matvecs=9)
+    assert 1 <= ranks64["P"].value <= 2 * 80 * 16
