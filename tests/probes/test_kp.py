@@ -225,3 +225,14 @@ def test_eval_data_is_the_fixed_analysis_batch():
     own = KPProbe(data=held, max_trials=4, num_matvecs=6, k=1).init(ProbeContext(0, model, data))
     assert torch.equal(own["x"], held.x)
     assert state_space_model(model) is model
+    direct, made = probe.compute(ProbeContext(0, model, data, eval_data=held))  # no state: init makes it
+    assert torch.equal(made["x"], state["x"]) and made["vectors"] is not None and direct["B"] == 2
+
+
+def test_gd_train_on_a_model_without_a_recurrent_core_fails_at_step_0_naming_what_to_pass():
+    data = TaskData(x=torch.randn(3, 5, 2), target=torch.randn(3, 5, 2))
+    mlp = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+    before = [p.detach().clone() for p in mlp.parameters()]
+    with pytest.raises(gd.ProbeError, match=r"step 0.*from_torch"):
+        gd.train(mlp, data, steps=2, probes=[KPProbe(schedule=1)], progress=False)
+    assert all(torch.equal(a, p) for a, p in zip(before, mlp.parameters()))  # before any update

@@ -325,7 +325,11 @@ class KPProbe:
         state_space_model(ctx.model, self.readout, batch["x"])
         return {**batch, "vectors": None}
 
-    def compute(self, ctx: ProbeContext, state: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    def compute(
+        self, ctx: ProbeContext, state: dict[str, Any] | None = None
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """``(values, state)``; a None state is made by :meth:`init` from ``ctx`` (a direct call)."""
+        state = self.init(ctx) if state is None else state
         kp = kp_snapshot(ctx.model, state, self.readout)
         out = kp_moments(kp, self.num_matvecs, self.seed)
         values, vectors = top_G_eigenvalues(kp.G, self.k, state["vectors"], self.tol, self.seed)
