@@ -236,3 +236,14 @@ def test_gd_train_on_a_model_without_a_recurrent_core_fails_at_step_0_naming_wha
     with pytest.raises(gd.ProbeError, match=r"step 0.*from_torch"):
         gd.train(mlp, data, steps=2, probes=[KPProbe(schedule=1)], progress=False)
     assert all(torch.equal(a, p) for a, p in zip(before, mlp.parameters()))  # before any update
+
+
+def test_state_survives_a_weights_only_checkpoint(tmp_path):
+    model, data = snapshot(7, hidden=4, trials=3, T=5)
+    probe = KPProbe(max_trials=3, num_matvecs=9, k=2, keep=("time",))
+    (first,), state = run(probe, model, data)
+    torch.save(state, tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)
+    again, _ = probe.compute(ProbeContext(1, model, data), loaded)
+    assert again["eig_G_1"] == pytest.approx(first["eig_G_1"], rel=1e-6)
+    assert again["rank_K_time"] == first["rank_K_time"]
