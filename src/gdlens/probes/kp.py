@@ -328,8 +328,10 @@ class KPProbe:
     def compute(
         self, ctx: ProbeContext, state: dict[str, Any] | None = None
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        """``(values, state)``; a None state is made by :meth:`init` from ``ctx`` (a direct call)."""
-        state = self.init(ctx) if state is None else state
+        """``(values, state)``; a None state is made by :meth:`init` from ``ctx`` (a direct call),
+        and a checkpoint of the former probe (``{"_vectors": ...}``) keeps its eigenvectors."""
+        if state is None or "x" not in state:
+            state = {**self.init(ctx), "vectors": (state or {}).get("_vectors")}
         kp = kp_snapshot(ctx.model, state, self.readout)
         out = kp_moments(kp, self.num_matvecs, self.seed)
         values, vectors = top_G_eigenvalues(kp.G, self.k, state["vectors"], self.tol, self.seed)
