@@ -46,7 +46,8 @@ from gdlens.reproduce.registry import (
 from gdlens.reproduce.run import ReproduceResult, reproduce
 
 __all__ = [
-    "reproduce", "ReproduceResult", "entries", "get", "names", "register", "registry_table", "Entry", "Claim", "Citation",
+    "reproduce", "ReproduceResult", "entries", "get", "names", "register", "registry_table", "Entry", "Claim",
+    "Citation",
     "Rule", "Above", "Below", "Within", "Near", "Measured", "Measurements", "SIZES",
 ]
 

@@ -35,7 +35,8 @@ from gdlens.train import train
 
 __all__: list[str] = []
 
-_SIZES = {"tiny": dict(steps=1500, lrs=(0.1, 0.8), every=100), "small": dict(steps=3000, lrs=(0.1, 0.3, 0.8), every=100),
+_SIZES = {"tiny": dict(steps=1500, lrs=(0.1, 0.8), every=100),
+          "small": dict(steps=3000, lrs=(0.1, 0.3, 0.8), every=100),
           "paper": dict(steps=10000, lrs=(0.1, 0.3, 0.8, 1.5), every=100)}
 _CONTROL = 0.1  # converges below its threshold: progressive sharpening without the edge
 
@@ -102,20 +103,24 @@ def _figure(m: Measurements):
 register(Entry(
     name="edge-of-stability",
     title="Edge of stability: the sharpness of full-batch GD rises to 2/η and hovers there",
-    citation=Citation("2103.00065", "Fig. 1 and Sec. 3", "Cohen, Kaur, Li, Kolter & Talwalkar"),
+    citation=Citation("2103.00065", "Fig. 1 and the text around it", "Cohen, Kaur, Li, Kolter & Talwalkar"),
     claims=(
         Claim("eta_lambda_over_2", Near(1.0, 0.1), "Fig. 1: the sharpness hovers at, or just above, 2/η "
               "(the ± 0.1 band is our reading of the figure)", "η·λ_max/2, median of the last 10 values"),
-        Claim("sharpening", Above(1.0), "Sec. 3: progressive sharpening (λ_max rises during training)",
+        Claim("sharpening", Above(1.0), "progressive sharpening (λ_max rises during training)",
               "λ_max(end) / λ_max(0) at η = 0.1 (below the edge)"),
-        Claim("loss_rises", Above(0.0), "Sec. 3: at the edge the loss decreases non-monotonically",
+        Claim("loss_rises", Above(0.0), "at the edge the loss decreases non-monotonically",
               "fraction of steps on which the training loss rose"),
-        Claim("loss_ratio", Below(1.0), "Sec. 3: the loss keeps decreasing over long time scales",
+        Claim("loss_ratio", Below(1.0), "the loss keeps decreasing over long time scales",
               "training loss at the end / at step 0"),
     ),
     run=_run, figure=_figure,
     sizes={"tiny": "η = 0.1, 0.8; 1,500 GD steps", "small": "η = 0.1, 0.3, 0.8; 3,000 GD steps",
            "paper": "η = 0.1, 0.3, 0.8, 1.5; 10,000 GD steps"},
     default_seeds={"tiny": 1, "small": 3, "paper": 5},
-    small_seconds=60.0,
+    small_seconds=45.0,
+    caveats={"sharpening": "λ_max rose in every seed at the small size (×1.79, ×1.11, ×1.07 over 3,000 steps "
+                           "at η = 0.1), but the spread across seeds keeps the mean's 2-s.e. margin below 1, so the "
+                           "claim is not established there; the tiny size (one seed, no s.e.) reads the value alone. "
+                           "The paper size (10,000 steps, 5 seeds) was not run in this session."},
 ))

@@ -328,6 +328,6 @@ def get(name: str) -> Entry:
 def registry_table() -> tuple[list[str], list[list[Any]]]:
     """The registry as (columns, rows): name, citation, claims, small-size wall time (the
     estimate each entry states, measured on 2 CPU cores) — what ``gdlens reproduce --list`` prints."""
-    rows = [[e.name, str(e.citation), ", ".join(c.name for c in e.claims), f"~{e.small_seconds:.0f} s" if math.isfinite(e.small_seconds) else "not measured"]
-            for e in entries()]
+    rows = [[e.name, str(e.citation), ", ".join(c.name for c in e.claims),
+             f"~{e.small_seconds:.0f} s" if math.isfinite(e.small_seconds) else "not measured"] for e in entries()]
     return ["name", "citation", "claims", "small size"], rows

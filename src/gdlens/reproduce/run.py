@@ -97,7 +97,7 @@ def _seeds(entry: Entry, size: str, seeds: int | Sequence[int] | None) -> tuple[
     return out
 
 
-def _paths(out: str | os.PathLike, name: str) -> tuple[Path, Path]:
+def _paths(out: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(out)
     if p.suffix.lower() in (".html", ".htm"):
         return p, p.parent / "result.json"
@@ -161,7 +161,7 @@ def reproduce(
         })
     result = ReproduceResult(entry, size, seed_tuple, m, claims, wall)
     if out is not None:
-        html_path, json_path = _paths(out, entry.name)
+        html_path, json_path = _paths(out)
         html_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result.to_json(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
         from gdlens.reproduce.page import render_result
