@@ -257,7 +257,10 @@ COLLAPSE_SIZES = {
 def collapse(size: str, seeds: Sequence[int], store: Any, progress: Any) -> Measurements:
     """A GRU trained with Adam on Memory-Pro at each g, the reduced ranks recorded by
     :class:`KPRankProbe` on a fixed analysis batch. Claims: r(P Pᵀ) falls over training at
-    each g; K stays low (its rank fraction never reaches P's initial one)."""
+    each g; K stays low (its rank fraction never reaches P's initial one). Measured at the
+    small size (3 seeds): r(P Pᵀ) falls to 0.137 ± 0.005 (g = 0.5) and 0.162 ± 0.006 (g = 2)
+    of its initial value as the task is learned, while the largest r(K)/(B·T) stays 0.59 ± 0.004
+    (g = 0.5) and 0.51 ± 0.009 (g = 2) under P's initial r(P Pᵀ)/T."""
     cfg = COLLAPSE_SIZES[size]
     task = gd.tasks.get("memory_pro", variant="MemoryPro", **_epochs(cfg["period"]))
     curves, run_ids, values = [], [], {}
@@ -329,8 +332,10 @@ register(Entry(
                     "minutes), 1500 Adam steps (lr 3e-3, batch 64), g ∈ {0.5, 2}",
            "paper": "GRU H=256, T=90 (30/30/30), 3000 Adam steps, g ∈ {0.5, 1, 2, 4} (GPU)"},
     default_seeds={"tiny": 2, "small": 3, "paper": 5},
-    small_seconds=math.nan,
-    notes="init='torch' (the paper's g). The claims are those of g ∈ {0.5, 2}; the paper size also records 1 and 4.",
+    small_seconds=291.0,
+    notes="init='torch' (the paper's g). The claims are those of g ∈ {0.5, 2}; the paper size also records 1 and 4. "
+          "At T = 90 a GRU of H = 16 stayed on the loss plateau (the direction not learned) for 1500 steps and P's "
+          "rank did not fall, so the small size uses 10-step epochs.",
 ))
 
 
