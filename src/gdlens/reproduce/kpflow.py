@@ -59,8 +59,11 @@ __all__ = [
 ]
 
 F64 = torch.float64
-CITATION = Citation("2507.06381", "figures of the K, P, G effective ranks (against g; over training) and of the "
-                    "multi-task interference of G", "Hazelden, Driscoll, Shlizerman & Shea-Brown")
+AUTHORS = "Hazelden, Driscoll, Shlizerman & Shea-Brown"
+
+
+def _citation(where: str) -> Citation:
+    return Citation("2507.06381", f"{where} (figure numbers not checked)", AUTHORS)
 
 
 # ---------------------------------------------------------------------- exact reduced ranks
@@ -220,7 +223,7 @@ def _init_figure(m: Measurements) -> Any:
 register(Entry(
     name="kpflow-init-scale",
     title="KPFlow: effective ranks of K, P, G against g at initialisation (Memory-Pro)",
-    citation=CITATION,
+    citation=_citation("the effective ranks of K, P and G against g at initialisation"),
     claims=(
         Claim("K_below_P", Below(0.0), "abstract and §3: K is low rank, P high rank",
               "max over g and model of r(K)/(B·T) − r(P Pᵀ)/T at initialisation (K over trials × time, "
@@ -323,7 +326,7 @@ def _collapse_figure(m: Measurements) -> Any:
 register(Entry(
     name="kpflow-collapse",
     title="KPFlow: effective ranks of K, P, G over training on Memory-Pro",
-    citation=CITATION,
+    citation=_citation("the collapse of P's effective rank over training on Memory-Pro"),
     claims=_collapse_claims(COLLAPSE_SIZES["small"]["gs"]),
     run=collapse,
     figure=_collapse_figure,
@@ -421,7 +424,7 @@ def _multitask_figure(m: Measurements) -> Any:
 register(Entry(
     name="kpflow-multitask",
     title="KPFlow: task interference of G over multi-task training (Delay/Memory × Pro/Anti)",
-    citation=CITATION,
+    citation=_citation("the multi-task experiment: task blocks of G over training"),
     claims=(
         Claim("early_delay_memory", Above(0.0), "G's task blocks first group Delay/Memory",
               "contrast(I, Delay/Memory) − contrast(I, Pro/Anti) at the first recorded step after 0"),
