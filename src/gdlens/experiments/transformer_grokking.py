@@ -7,7 +7,7 @@ blocks) reads the three tokens ``a, b, =`` (vocabulary p + 1, "=" is token p) an
 with full-batch AdamW and strong weight decay, as :func:`gdlens.experiments.grokking.run_grokking`
 does, through :func:`gdlens.train.train`.
 
-Every ``kp_every`` steps a :class:`KPProbe` builds :class:`gdlens.flow.KPFlow` (float64 copy of
+Every ``kp_every`` steps a :class:`TransformerKPProbe` builds :class:`gdlens.flow.KPFlow` (float64 copy of
 the model, cross-entropy) on a fixed batch of ``kp_batch`` training pairs and records, on the
 space (B, L, n·d) of every block's residual stream:
 
@@ -77,7 +77,7 @@ from gdlens.train import train
 
 __all__ = [
     "TransformerGrokkingResult",
-    "KPProbe",
+    "TransformerKPProbe",
     "component_traces",
     "equals_tokens",
     "transformer_grokking",
@@ -119,13 +119,15 @@ def component_traces(kp: KPFlow, groups: dict[str, Sequence[str]], chunk_size: i
 
 
 @dataclass
-class KPProbe:
+class TransformerKPProbe:
     """KP measurements of a :class:`~gdlens.models.TransformerStack` on fixed inputs (module
     docstring): ``K``, ``P``, ``G`` effective ranks and their ``*_stderr`` (Hutch++ with
     ``num_matvecs`` and ``seed``, :func:`gdlens.flow.effective_ranks`), ``trK`` (exact, per
     example), ``share/<component>`` for every component of ``model.parameter_groups()`` in θ,
     ``heads`` and ``top_head``. The flow is built on a float64 copy of the model, so the run is
-    not touched.
+    not touched. (It is not :class:`gdlens.probes.KPProbe`, which records the KP ranks, G's
+    eigenvalues and misdirection of any state-space model; this one adds the per-component
+    shares of tr K that the transformer experiment plots.)
 
     Args:
         x, target: the fixed batch (tokens (B, n), classes (B, 1)).
@@ -164,7 +166,7 @@ class TransformerGrokkingResult:
 
     Attributes:
         rows: one dict per KP checkpoint: ``step``, ``train_loss``, ``train_accuracy``,
-            ``test_loss``, ``test_accuracy`` and everything :class:`KPProbe` records (``K``,
+            ``test_loss``, ``test_accuracy`` and everything :class:`TransformerKPProbe` records (``K``,
             ``K_stderr``, ``G``, ``share/blocks.0.head0``, ``heads``, ``top_head``, …).
         clocks: :func:`~gdlens.probes.clocks.clock_summary` of the run, plus ``grokked`` (final
             test accuracy ≥ the threshold).
@@ -322,7 +324,7 @@ def transformer_grokking(
         model = TransformerStack(d_model, heads, layers, p, 3, vocab_size=p + 1, d_mlp=d_mlp, activation="relu")
     pick = torch.randperm(data.train.x.shape[0], generator=torch.Generator().manual_seed(seed + 1))[:kp_batch]
     pick = pick.sort().values
-    kp_probe = KPProbe(data.train.x[pick], data.train.target[pick], schedule=Schedule(every=kp_every),
+    kp_probe = TransformerKPProbe(data.train.x[pick], data.train.target[pick], schedule=Schedule(every=kp_every),
                        num_matvecs=num_matvecs, seed=seed)
     probes = [
         MetricsProbe(schedule=Schedule(every=record_every)),
@@ -358,3 +360,13 @@ def transformer_grokking(
             row[n[len(kp_probe.name) + 1:]] = float(run.series(n)[1][i])
         rows.append(row)
     return TransformerGrokkingResult(rows=rows, clocks=clocks, metrics=metrics, settings=settings, train=run)
+
+
+def __getattr__(name: str):
+    if name == "KPProbe":  # renamed: it clashed with gdlens.probes.KPProbe
+        import warnings
+
+        warnings.warn("gdlens.experiments.transformer_grokking.KPProbe is now TransformerKPProbe",
+                      DeprecationWarning, stacklevel=2)
+        return TransformerKPProbe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
