@@ -378,9 +378,13 @@ def multitask(size: str, seeds: Sequence[int], store: Any, progress: Any) -> Mea
         run_ids += _store_run(res)
         steps, pa = res.series("multitask/interference_contrast_pro_anti")
         _, dm = res.series("multitask/interference_contrast_delay_memory")
+        _, spa = res.series("multitask/similarity_contrast_pro_anti")
+        _, sdm = res.series("multitask/similarity_contrast_delay_memory")
         mats = {k: [v for _, v in res.history[f"multitask/{k}"]] for k in ("interference", "similarity")}
         curves.append({"seed": s, "steps": [int(x) for x in steps], "pro_anti": list(map(float, pa)),
-                       "delay_memory": list(map(float, dm)), "interference": [m.tolist() for m in mats["interference"]],
+                       "delay_memory": list(map(float, dm)), "similarity_pro_anti": list(map(float, spa)),
+                       "similarity_delay_memory": list(map(float, sdm)),
+                       "interference": [m.tolist() for m in mats["interference"]],
                        "similarity": [m.tolist() for m in mats["similarity"]], "loss": float(res.losses[-1])})
         early.append(float(dm[1] - pa[1]) if len(dm) > 1 else math.nan)
         late.append(float(pa[-1] - dm[-1]))
@@ -396,30 +400,41 @@ def multitask(size: str, seeds: Sequence[int], store: Any, progress: Any) -> Mea
 
 
 def _multitask_figure(m: Measurements) -> Any:
+    """Top: the grouping contrasts of the interference and of the hidden-state similarity over
+    training (every seed); bottom: seed 0's interference matrix at four recorded steps."""
     import matplotlib.pyplot as plt
 
     curves, labels = m.data["curves"], m.data["labels"]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
-    for c in curves:
-        axes[0].plot(c["steps"], c["pro_anti"], color="C0", label="Pro/Anti" if c is curves[0] else None)
-        axes[0].plot(c["steps"], c["delay_memory"], color="C1", label="Delay/Memory" if c is curves[0] else None)
-    axes[0].set_xlabel("training step")
-    axes[0].set_ylabel("interference contrast\nwithin − between groups")
-    axes[0].legend(fontsize=8)
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5), layout="constrained")
+    for ax, (pa, dm), what in ((axes[0, 0], ("pro_anti", "delay_memory"), "interference I"),
+                               (axes[0, 1], ("similarity_pro_anti", "similarity_delay_memory"), "hidden similarity S")):
+        for c in curves:
+            ax.plot(c["steps"], c[pa], color="C0", label="Pro/Anti" if c is curves[0] else None)
+            ax.plot(c["steps"], c[dm], color="C1", label="Delay/Memory" if c is curves[0] else None)
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"grouping contrast of {what}\n(mean within − between groups)")
+        ax.legend(fontsize=8)
     first = curves[0]
-    for ax, idx, title in ((axes[1], 1, "early"), (axes[2], -1, "end")):
+    im2 = axes[0, 2].imshow(torch.tensor(first["similarity"][-1]).numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
+    axes[0, 2].set_title(f"S_ij = mean cos(z_b, z_b'), step {first['steps'][-1]}", fontsize=8)
+    fig.colorbar(im2, ax=axes[0, 2])
+    axes[0, 3].plot(first["steps"], [r - q for r, q in zip(first["pro_anti"], first["delay_memory"])], color="k")
+    axes[0, 3].axhline(0.0, color="0.6", lw=0.8)
+    axes[0, 3].set_xlabel("training step")
+    axes[0, 3].set_ylabel("Pro/Anti − Delay/Memory contrast of I\n(seed 0; > 0: Pro/Anti grouping)")
+    n = len(first["steps"])
+    picks = sorted({0, 1, n // 2, n - 1} if n > 3 else set(range(n)))[:4]
+    im = None
+    for ax, idx in zip(axes[1], picks):
         im = ax.imshow(torch.tensor(first["interference"][idx]).numpy(), vmin=0, vmax=1, cmap="viridis")
-        ax.set_title(f"I_ij = ‖G_ij‖²/(‖G_ii‖‖G_jj‖), {title} (step {first['steps'][idx]})", fontsize=8)
-    im2 = axes[3].imshow(torch.tensor(first["similarity"][-1]).numpy(), vmin=-1, vmax=1, cmap="RdBu_r")
-    axes[3].set_title("hidden-state similarity, end", fontsize=8)
-    for ax in axes[1:]:
+        ax.set_title(f"I_ij = ‖G_ij‖²/(‖G_ii‖‖G_jj‖), step {first['steps'][idx]}", fontsize=8)
+    for ax in list(axes[1]) + [axes[0, 2]]:
         ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    fig.colorbar(im, ax=axes[2])
-    fig.colorbar(im2, ax=axes[3])
-    fig.tight_layout()
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[1]))
     return fig
-
 
 register(Entry(
     name="kpflow-multitask",
