@@ -1,4 +1,5 @@
-"""How the tasks of a multi-task batch share gradient flow (KPFlow, arXiv 2507.06381, §5).
+"""How the tasks of a multi-task batch share gradient flow (KPFlow, arXiv 2507.06381:
+the multi-task application of the KP decomposition).
 
 Setting: one recurrent network trained on a batch mixing n tasks (e.g.
 :func:`gdlens.tasks.multi_task`), trial b belonging to task ``task_ids[b]``. With the KPFlow

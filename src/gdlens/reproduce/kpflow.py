@@ -225,10 +225,10 @@ register(Entry(
     title="KPFlow: effective ranks of K, P, G against g at initialisation (Memory-Pro)",
     citation=_citation("the effective ranks of K, P and G against g at initialisation"),
     claims=(
-        Claim("K_below_P", Below(0.0), "abstract and §3: K is low rank, P high rank",
+        Claim("K_below_P", Below(0.0), "the paper's account of K as the low-rank factor (a bottleneck) beside P",
               "max over g and model of r(K)/(B·T) − r(P Pᵀ)/T at initialisation (K over trials × time, "
               "P over time); below 0: K's rank fraction is under P's at every g"),
-        Claim("G_below_P", Below(0.0), "abstract: the K bottleneck gives low-dimensional G",
+        Claim("G_below_P", Below(0.0), "abstract: the interplay of K and P gives low-dimensional latent dynamics",
               "max over g and model of r(G)/(B·T) − r(P Pᵀ)/T at initialisation"),
     ),
     run=init_scale,
@@ -297,7 +297,7 @@ def collapse(size: str, seeds: Sequence[int], store: Any, progress: Any) -> Meas
 def _collapse_claims(gs: Sequence[float]) -> tuple[Claim, ...]:
     out = []
     for g in gs:
-        out.append(Claim(f"P_falls_g{g}", Below(1.0), "the collapse of P's effective rank over training",
+        out.append(Claim(f"P_falls_g{g}", Below(1.0), "the collapse figure: P's effective rank falls over training",
                          f"r(P Pᵀ over time) at the end / at step 0, GRU at g = {g}"))
         out.append(Claim(f"K_stays_low_g{g}", Below(0.0), "K stays low over training",
                          f"max over training of r(K)/(B·T) − r(P Pᵀ)/T at step 0, GRU at g = {g}"))
@@ -445,7 +445,7 @@ register(Entry(
               "contrast(I, Delay/Memory) − contrast(I, Pro/Anti) at the first recorded step after 0"),
         Claim("late_pro_anti", Above(0.0), "then switch to a Pro/Anti grouping",
               "contrast(I, Pro/Anti) − contrast(I, Delay/Memory) at the end"),
-        Claim("overtake_step", Above(0.0), "the switch happens at about the same iteration across seeds",
+        Claim("overtake_step", Above(0.0), "the grouping switches to Pro/Anti during training, in every seed",
               "the step from which Pro/Anti's contrast stays above Delay/Memory's (mean over seeds; NaN if a seed "
               "never switches); the spread across seeds is in the settings"),
     ),
