@@ -15,7 +15,7 @@ from gdlens.tasks import TASKS, SplitData, Task, TaskData, get
 SMALL = {
     "flip_flop": dict(batch_size=6, T=20, pulse_prob=0.2, noise=0.1),
     "memory_pro": dict(batch_size=6, T_delay=3, noise=0.1),
-    "multi_task": dict(tasks=["flip_flop", ("memory_pro", {"variant": "anti", "noise": 0.1})], batch_size=6),
+    "multi_task": dict(tasks=["flip_flop", ("memory_pro", {"variant": "DelayAnti", "noise": 0.1})], batch_size=6),
     "context_integration": dict(batch_size=6, T_stim=10, T_resp=3),
     "sine_generation": dict(batch_size=6, T=15, noise=0.1),
     "low_rank_forecast": dict(batch_size=6, T=10, dim=5, rank=2),
