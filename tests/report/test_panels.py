@@ -220,3 +220,21 @@ def test_probe_figure_from_a_frame_and_a_declaration():
     titles = [ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_title()]
     assert titles[:5] == ["accuracy", "rank", "spectrum", "eigenvalues over training", "flat"]
     assert R.probe_figure(m, "absent") is None
+
+
+def test_a_family_across_panels_shares_labels_and_colours():
+    """grad_norm/* and ntk_trace/* of the same groups: one label, one colour, one legend entry
+    per group; a key only one panel draws keeps its name."""
+    decl = {"title": "groups", "type": "G", "settings": {}, "metrics": [],
+            "panels": [{"title": "gradient", "keys": ["grad_norm/*"], "ylabel": "‖∂L/∂θ_g‖"},
+                       {"title": "trace", "keys": ["ntk_trace/*"], "ylabel": "tr K_g"}]}
+    m = pd.DataFrame({"g/grad_norm/head": [1.0, 2.0], "g/grad_norm/body": [3.0, 4.0], "g/grad_norm/total": [5.0, 6.0],
+                      "g/ntk_trace/head": [1.0, 1.5], "g/ntk_trace/body": [2.0, 2.5]}, index=[0, 1])
+    plans = R.plan_section("g", decl, m, {})
+    assert plans[0].labels == {"g/grad_norm/body": "body", "g/grad_norm/head": "head",
+                               "g/grad_norm/total": "grad_norm/total"}
+    fig = R.draw_section(plans, m, {})
+    a, b = fig.axes
+    colour = {ln.get_label(): ln.get_color() for ln in a.lines}
+    assert all(colour[ln.get_label()] == ln.get_color() for ln in b.lines)
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["body", "grad_norm/total", "head"]

@@ -47,6 +47,8 @@ class Plan:
         bands: column -> the column holding its standard error.
         bound: ``(label, steps, values)`` of the dimension line, or None.
         declared: True for a panel the probe declared, False for a generic one.
+        parts: column -> the text the ``*`` of its (single-star) pattern matched (``bias_hh`` of
+            ``grad_norm/*``).
     """
 
     title: str
@@ -59,6 +61,7 @@ class Plan:
     bands: dict[str, str] = field(default_factory=dict)
     bound: tuple[str, np.ndarray, np.ndarray] | None = None
     declared: bool = True
+    parts: dict[str, str] = field(default_factory=dict)
 
 
 def natural_key(text: str) -> list:
@@ -193,6 +196,30 @@ def _records(name: str, metrics, arrays: Mapping[str, Any]) -> tuple[list[str], 
     return scalars, [a[len(prefix):] for a in arrays if a.startswith(prefix)]
 
 
+def _star_part(patterns: Sequence[str], key: str) -> str | None:
+    """What the ``*`` of the first single-star pattern matching ``key`` matched, or None."""
+    for pattern in patterns:
+        if pattern.count("*") == 1 and fnmatch.fnmatchcase(key, pattern):
+            head, tail = pattern.split("*")
+            return key[len(head): len(key) - len(tail)]
+    return None
+
+
+def _family_labels(plans: Sequence[Plan]) -> None:
+    """Curves of one family across panels share a label, so one colour and one legend entry:
+    a column matched by a pattern is labelled by what its ``*`` matched when that text occurs
+    in more than one panel (``grad_norm/bias_hh`` and ``ntk_trace/bias_hh`` are both
+    ``bias_hh``)."""
+    panels_of: dict[str, int] = {}
+    for plan in plans:
+        for part in set(plan.parts.values()):
+            panels_of[part] = panels_of.get(part, 0) + 1
+    for plan in plans:
+        for col, part in plan.parts.items():
+            if panels_of[part] > 1:
+                plan.labels[col] = part
+
+
 def _declared_plans(name: str, decl: Mapping[str, Any], metrics, scalars: Sequence[str],
                     arrs: Sequence[str]) -> tuple[list[Plan], set[str]]:
     """The plans of the declared panels and the keys they use (curves, s.e., bounds)."""
@@ -207,10 +234,13 @@ def _declared_plans(name: str, decl: Mapping[str, Any], metrics, scalars: Sequen
         keys = match_keys(p["keys"], arrs if kind == "matrix" else scalars)
         if not keys:
             continue
-        labels, bands = {}, {}
+        labels, bands, parts = {}, {}, {}
         for key in keys:
             metric = _metric_for(specs, key)
             labels[prefix + key] = _label(metric, key)
+            part = _star_part(p["keys"], key)
+            if part is not None:
+                parts[prefix + key] = part
             se = _stderr_of(metric, key) if metric else None
             if se and se in scalars and kind != "matrix":
                 bands[prefix + key] = prefix + se
@@ -222,7 +252,7 @@ def _declared_plans(name: str, decl: Mapping[str, Any], metrics, scalars: Sequen
         ylim = tuple(p["ylim"]) if p.get("ylim") is not None else None
         plans.append(Plan(p.get("title") or title, kind, [prefix + k for k in keys], p.get("ylabel") or title,
                           p.get("yscale", "auto"), ylim, labels, bands,
-                          _bound(name, p.get("bound"), metrics, settings, specs)))
+                          _bound(name, p.get("bound"), metrics, settings, specs), parts=parts))
     for m in specs:  # a declared s.e. is never a curve of its own, even when no panel draws its key
         for key in match_keys([m["key"]], scalars):
             se = _stderr_of(m, key)
@@ -266,6 +296,7 @@ def plan_section(name: str, decl: Mapping[str, Any] | None, metrics, arrays: Map
         if key not in used:
             plans.append(Plan(f"{key} (latest)", "matrix", [prefix + key], f"{prefix}{key} (as recorded)",
                               declared=False))
+    _family_labels(plans)
     _unique_labels(plans)
     return plans
 
