@@ -137,8 +137,9 @@ def test_cli_list_shows_every_entry():
     for name in ("frequency-principle", "condensation-phase", "adam-spike", "edge-of-stability",
                  "convergent-learning", "grokking-clocks"):
         line = next(li for li in out.stdout.splitlines() if li.startswith(name))
-        assert "arXiv:" in line
-    assert out.stdout.splitlines()[0].split()[:2] == ["name", "citation"]
+        entry = gd.reproduce.get(name)
+        assert f"arXiv:{entry.citation.arxiv}" in line and entry.title in line
+    assert out.stdout.splitlines()[0].split() == ["name", "paper", "reproduces", "claims", "small", "size"]
 
 
 def test_cli_errors_name_the_registry():

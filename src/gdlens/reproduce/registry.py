@@ -326,8 +326,10 @@ def get(name: str) -> Entry:
 
 
 def registry_table() -> tuple[list[str], list[list[Any]]]:
-    """The registry as (columns, rows): name, citation, claims, small-size wall time (the
-    estimate each entry states, measured on 2 CPU cores) — what ``gdlens reproduce --list`` prints."""
-    rows = [[e.name, str(e.citation), ", ".join(c.name for c in e.claims),
+    """The registry as (columns, rows): name, arXiv id, what it reproduces (the entry's title),
+    number of claims, small-size wall time (the estimate each entry states, measured on 2 CPU
+    cores) — what ``gdlens reproduce --list`` prints, one short line per entry (the full
+    citation and the claims are in each report and in ``gd.reproduce.get(name)``)."""
+    rows = [[e.name, f"arXiv:{e.citation.arxiv}", e.title, len(e.claims),
              f"~{e.small_seconds:.0f} s" if math.isfinite(e.small_seconds) else "not measured"] for e in entries()]
-    return ["name", "citation", "claims", "small size"], rows
+    return ["name", "paper", "reproduces", "claims", "small size"], rows
