@@ -238,3 +238,16 @@ def test_a_family_across_panels_shares_labels_and_colours():
     colour = {ln.get_label(): ln.get_color() for ln in a.lines}
     assert all(colour[ln.get_label()] == ln.get_color() for ln in b.lines)
     assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["body", "grad_norm/total", "head"]
+
+
+def test_sweep_curves_draw_accuracy_on_the_unit_interval_and_never_zoom_a_flat_loss():
+    import pandas as pd
+
+    from gdlens.report.figures import sweep_curve
+
+    frame = pd.DataFrame({"g": [0.5, 2.0], "metrics/test/accuracy": [1.0, 0.999], "loss": [0.190, 0.200]})
+    fig = sweep_curve(frame, "g", ["metrics/test/accuracy", "loss"])
+    acc, loss = fig.axes[:2]
+    assert acc.get_ylim()[0] <= 0.0 and acc.get_ylim()[1] >= 1.0
+    lo, hi = loss.get_ylim()
+    assert hi - lo >= 0.5 * 0.195  # at least ±25 % of the centre, not the 0.19–0.20 of the data

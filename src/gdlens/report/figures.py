@@ -366,8 +366,11 @@ def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool
     is its own line, points and band in one colour, labelled in a legend; seeds of one
     configuration always share its colour. x is on a log scale when it is positive and spans
     more than a decade, categorical when not numeric (zipped values are tuples); y on a log
-    scale where ``log`` says so and the values span more than a factor 20. ``None`` without
-    data."""
+    scale where ``log`` says so and the values span more than a factor 20; accuracies on [0, 1]
+    and no y range narrower than ±25 % of the values' centre (:func:`~gdlens.report.panels.fit_limits`).
+    ``None`` without data."""
+    from gdlens.report.panels import fit_limits, shared_legend
+
     values = [v for v in values if v in getattr(frame, "columns", ())]
     if x not in getattr(frame, "columns", ()) or not values or (group is not None and group not in frame.columns):
         return None
@@ -402,14 +405,16 @@ def sweep_curve(frame, x: str, values: Sequence[str], log: Sequence[bool] | bool
             ax.set_xscale("log")
         if categories is not None:
             ax.set_xticks(range(len(categories)), [_tick(c) for c in categories], rotation=30, ha="right")
+        scale = "linear"
         if lg and np.all(ys[keep] > 0) and ys[keep].max() > 20 * ys[keep].min():
             ax.set_yscale("log")
+            scale = "log"
+        # accuracies on [0, 1]; no zoom that turns a flat 0.9995-1.0 into a slope
+        fit_limits(ax, scale, ys[keep], (0.0, 1.0) if value.endswith("accuracy") else None)
         ax.set_xlabel(_label(x))
         ax.set_title(_label(value), fontsize=9)
         ax.set_ylabel(_label(value), fontsize=8)
     if group:
-        from gdlens.report.panels import shared_legend
-
         shared_legend(fig, title=_label(group))
     return fig
 

@@ -53,6 +53,7 @@ __all__ = [
     "choose_yscale",
     "set_yaxis",
     "shared_legend",
+    "fit_limits",
     "wrap",
     "draw_section",
     "probe_figure",
@@ -80,7 +81,7 @@ def choose_yscale(yscale: str, values: np.ndarray) -> str:
     return yscale
 
 
-def _limits(ax, scale: str, values: np.ndarray, ylim) -> None:
+def fit_limits(ax, scale: str, values: np.ndarray, ylim) -> None:
     """Apply the declared ``ylim`` ends and, on a linear axis, the minimum span ±MIN_HALF_SPAN
     ·|centre| (stopping at 0 for data that is non-negative)."""
     v = np.asarray(values, dtype=float)
@@ -225,7 +226,7 @@ def _draw_matrix(fig, ax, plan: Plan, arrays: Mapping[str, Any]) -> None:
         ax.set_xlabel("index i")
         ax.set_ylabel(wrap(plan.ylabel), fontsize=8)
         if plan.ylim is not None:
-            _limits(ax, "linear", M, plan.ylim)
+            fit_limits(ax, "linear", M, plan.ylim)
         return
     if M.ndim > 2:
         M = M.reshape(M.shape[0], -1)
@@ -296,7 +297,7 @@ def set_yaxis(ax, yscale: str, values: np.ndarray, ylim=None) -> str:
         ax.set_yscale("symlog", linthresh=float(v.min()) if v.size else 1.0)
     else:
         ax.set_yscale(scale)
-    _limits(ax, scale, values, ylim)
+    fit_limits(ax, scale, values, ylim)
     return scale
 
 
