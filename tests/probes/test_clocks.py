@@ -125,7 +125,7 @@ def test_clock_probe_keeps_its_observations_in_the_state_and_checks_energy():
     ctx = ProbeContext(0, m, data, None, None, {}, lambda mm: data.loss_value(mm(data.x)))
     state = probe.init(ctx)
     first, state = probe.compute(ctx, state)
-    assert math.isnan(first["generalization"]) and first["representation"] == 0
+    assert math.isnan(first["generalization"]) and math.isnan(first["representation"])  # one record: nothing settled yet
     second, state = probe.compute(ProbeContext(1, m, data), state)
     obs = state["observations"]
     assert obs["step"] == [0, 1] and len(obs["energy"]) == 2
@@ -269,3 +269,15 @@ def test_small_grokking_run_fits_first_and_generalises_later(tmp_path):
     stored = res.run.summary
     assert stored["clocks/generalization"] == t_gen and stored["clocks/fit@0.1"] == s["clocks/fit@0.1"]
     assert res.run.config["grokking"]["p"] == 23
+
+
+def test_the_representation_clock_so_far_is_nan_until_the_energy_stays_settled():
+    # against its latest value the energy is trivially settled at the latest record: no clock yet
+    first = clocks_so_far({"step": [0], "loss": [1.0], "accuracy": [0.0], "energy": [5.0]}, 0.1, 0.9)
+    assert math.isnan(first["representation"])
+    moving = clocks_so_far({"step": [0, 10, 20], "loss": [1.0] * 3, "accuracy": [0.0] * 3, "energy": [5.0, 3.0, 1.0]},
+                           0.1, 0.9)
+    assert math.isnan(moving["representation"])
+    settled = clocks_so_far({"step": [0, 10, 20], "loss": [1.0] * 3, "accuracy": [0.0] * 3, "energy": [5.0, 1.0, 1.02]},
+                            0.1, 0.9)
+    assert settled["representation"] == 10

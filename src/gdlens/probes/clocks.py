@@ -141,12 +141,17 @@ def clocks_so_far(observations: Mapping[str, Sequence[float]], eps: float, thres
     """The three clocks of observations ``{"step", "loss", "accuracy", "energy"}`` (equal-length
     series): ``fit`` = T_fit(eps) of the loss, ``generalization`` = T_gen(threshold) of the
     accuracy, ``representation`` = T_rep(eps) of the energy relative to its latest value; ``nan``
-    for a clock not reached."""
+    for a clock not reached. Measured against its latest value, the energy is always within ε of
+    itself at the latest step, so a T_rep equal to the latest step says nothing (at step 0 it
+    would read 0): it is ``nan`` until the energy has stayed settled over at least two records."""
     steps = observations["step"]
+    t_rep = representation_clock(observations["energy"], eps, steps)
+    if t_rep is not None and len(steps) and t_rep == _step(np.asarray(steps), len(steps) - 1):
+        t_rep = None
     clocks = {
         "fit": fit_clock(observations["loss"], eps, steps),
         "generalization": generalization_clock(observations["accuracy"], threshold, steps),
-        "representation": representation_clock(observations["energy"], eps, steps),
+        "representation": t_rep,
     }
     return {k: (math.nan if v is None else float(v)) for k, v in clocks.items()}
 
