@@ -1,9 +1,17 @@
-"""Shared fixtures of the probe tests."""
+"""Shared fixtures of the probe tests; plain helpers live in ``probe_helpers.py`` beside this
+file (with pytest's importlib import mode the folder is not on sys.path, so put it there)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture(autouse=True)

@@ -4,13 +4,13 @@ EnergyProbe in training runs."""
 from __future__ import annotations
 
 import copy
-import fnmatch
 import math
 
 import pytest
 import torch
 
 import gdlens as gd
+from probe_helpers import assert_declared_keys_recorded
 from gdlens.models import DeepLinear, EmbeddingMLP
 from gdlens.probes.energies import (
     ENERGIES,
@@ -161,11 +161,7 @@ def test_energy_probe_records_every_panel_key_and_serves_two_runs():
 
     first, second = run(0), run(1)
     recorded = {k.split("/", 1)[1] for k in second.history if k.startswith("energy/")}
-    for panel in probe.panels:
-        for key in panel.keys:
-            assert fnmatch.filter(recorded, key), (panel.title, key)
-    for spec in probe.metric_specs:
-        assert fnmatch.filter(recorded, spec.key), spec.key
+    assert_declared_keys_recorded(probe, recorded)
     # the second run's numbers are its own (the probe carries nothing)
     torch.manual_seed(1)
     fresh = gd.train(FactoredEmbedding().double(), data, optimizer="adamw", lr=1e-2, steps=10,

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import gdlens as gd
+from probe_helpers import assert_declared_keys_recorded
 from gdlens.probes import MetricsProbe, ProbeContext, Schedule
 from gdlens.probes.frequency import (
     FrequencyProbe,
@@ -259,10 +260,7 @@ def test_frequency_probe_declares_what_it_records():
     result = gd.train(mlp(width=8), gd.tasks.fourier_1d(frequencies=(1, 3), n_points=32), steps=5, lr=1e-2,
                       probes=[probe], progress=False)
     recorded = keys(result, "frequency")
-    for panel in probe.panels:
-        for key in panel.keys:
-            assert fnmatch.filter(recorded, key), (panel.title, key)
-        assert panel.bound is None or panel.bound in recorded
+    assert_declared_keys_recorded(probe, recorded, specs=False)
     assert all(fnmatch.filter(recorded, m.key) for m in probe.metric_specs)
     assert gd.probes.base.is_probe(probe) and FrequencyProbe().schedule.log_points is not None
     with pytest.warns(DeprecationWarning, match="Recorder"):

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import gdlens as gd
+from probe_helpers import assert_declared_keys_recorded
 from gdlens.models import EmbeddingMLP, Transformer1L
 from gdlens.probes import ProbeContext, Schedule
 from gdlens.probes.groups import (
@@ -201,11 +202,7 @@ def test_head_embedding_probe_on_an_embedding_mlp_records_every_panel_key():
     result = gd.train(EmbeddingMLP(11, embedding=8, width=16), data, optimizer="adamw", lr=1e-2, steps=10,
                       probes=[probe], progress=False)
     recorded = {k.split("/", 1)[1] for k in result.history if k.startswith("groups/")}
-    for panel in probe.panels:
-        for key in panel.keys:
-            assert fnmatch.filter(recorded, key), (panel.title, key)
-    for spec in probe.metric_specs:
-        assert fnmatch.filter(recorded, spec.key), spec.key
+    assert_declared_keys_recorded(probe, recorded)
 
 
 def test_group_report_from_norms_and_traces():
