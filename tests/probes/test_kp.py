@@ -247,6 +247,6 @@ def test_state_survives_a_weights_only_checkpoint(tmp_path):
     again, _ = probe.compute(ProbeContext(1, model, data), loaded)
     assert again["eig_G_1"] == pytest.approx(first["eig_G_1"], rel=1e-6)
     assert again["rank_K_time"] == first["rank_K_time"]
-    old_style, converted = probe.compute(ProbeContext(2, model, data), {"_vectors": state["vectors"]})
+    old_style, converted = probe.compute(ProbeContext(2, model, data), probe.upgrade_state({"_vectors": state["vectors"]}))
     assert torch.equal(converted["x"], state["x"])  # the batch is made again, the vectors kept
     assert old_style["eig_G_1"] == pytest.approx(first["eig_G_1"], rel=1e-6)

@@ -116,3 +116,18 @@ def test_probe_declarations_reach_the_run_summary(tmp_path):
     result = gd.train(torch.nn.Linear(10, 1), "teacher_student", steps=2, store=store, probes=[ParameterNormProbe(schedule=1)])
     declared = result.run.summary["probes"]
     assert set(declared) == {"param_norm"} and declared["param_norm"]["type"] == "ParameterNormProbe"
+
+
+def test_a_checkpoint_from_before_the_state_split_reaches_the_probe_through_upgrade_state():
+    class Upgraded(_CountingProbe):
+        def upgrade_state(self, legacy):
+            return {"calls": legacy["_calls"], "first": 0.0}
+
+    recorder = gd.Recorder([Upgraded()])
+    recorder.load_state({"counting": {"_calls": 7}})  # the old format: the probe's own fields
+    recorder.step(0, model=_model())
+    assert recorder.last("counting/calls") == 8
+    plain = gd.Recorder([_CountingProbe()])
+    plain.load_state({"counting": {"_calls": 7}})  # no upgrade_state: the probe starts afresh
+    plain.step(0, model=_model())
+    assert plain.last("counting/calls") == 1

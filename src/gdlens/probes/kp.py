@@ -325,13 +325,19 @@ class KPProbe:
         state_space_model(ctx.model, self.readout, batch["x"])
         return {**batch, "vectors": None}
 
+    def upgrade_state(self, legacy: dict[str, Any]) -> dict[str, Any]:
+        """The state of a checkpoint written before the state moved to the Recorder (the probe's
+        ``{"_vectors": ...}``): its eigenvectors; the analysis batch is made at the next step."""
+        return {"vectors": legacy.get("_vectors")}
+
     def compute(
         self, ctx: ProbeContext, state: dict[str, Any] | None = None
     ) -> tuple[dict[str, float], dict[str, Any]]:
         """``(values, state)``; a None state is made by :meth:`init` from ``ctx`` (a direct call),
-        and a checkpoint of the former probe (``{"_vectors": ...}``) keeps its eigenvectors."""
+        and a state without an analysis batch (:meth:`upgrade_state`) gets one, keeping its
+        eigenvectors."""
         if state is None or "x" not in state:
-            state = {**self.init(ctx), "vectors": (state or {}).get("_vectors")}
+            state = {**self.init(ctx), "vectors": (state or {}).get("vectors")}
         kp = kp_snapshot(ctx.model, state, self.readout)
         out = kp_moments(kp, self.num_matvecs, self.seed)
         values, vectors = top_G_eigenvalues(kp.G, self.k, state["vectors"], self.tol, self.seed)

@@ -213,7 +213,10 @@ class Recorder:
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state` (probes not in it start afresh at their next step)."""
+        """Restore :meth:`state` (probes not in it start afresh at their next step). A checkpoint
+        written before a probe's state moved to the Recorder (the probe's own fields) becomes its
+        state through ``probe.upgrade_state(saved)`` where the probe defines one; otherwise that
+        probe starts afresh."""
         for p in self.probes:
             if p.name not in state:
                 continue
@@ -221,6 +224,9 @@ class Recorder:
                 saved = state[p.name]
                 if isinstance(saved, dict) and set(saved) == {"state"}:
                     self.states[p.name] = saved["state"]
+                    self._initialised.add(p.name)
+                elif callable(getattr(p, "upgrade_state", None)):  # saved before the init/compute split
+                    self.states[p.name] = p.upgrade_state(saved)
                     self._initialised.add(p.name)
             else:
                 load_probe_state(p, state[p.name])
