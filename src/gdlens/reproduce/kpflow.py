@@ -237,7 +237,7 @@ register(Entry(
     ),
     run=init_scale,
     figure=_init_figure,
-    sizes={"tiny": "H=6, B=3, T=15, g ∈ {0.5, 2}", "small": "H=32, B=4, T=90 (30/30/30), g ∈ {0.25 … 4}",
+    sizes={"tiny": "H=6, B=3, T=15, g ∈ {0.5, 2}", "small": "H=16, B=4, T=90 (30/30/30), g ∈ {0.25 … 4}",
            "paper": "H=256, B=16, T=90, g ∈ {0.25 … 8} (GPU)"},
     default_seeds={"tiny": 2, "small": 8, "paper": 5},
     small_seconds=82.0,
