@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -189,3 +191,29 @@ def test_default_num_samples_gives_calibrated_errors_across_seeds():
     assert cover >= 0.93, cover  # ±2 s.e. holds the truth about as often as it should (0.954)
     _, cover8 = calibration(A, truth, 8)
     assert cover8 < 0.92, cover8  # the former default was optimistic
+
+
+def test_an_operator_with_a_gram_factor_is_reduced_exactly_from_its_columns():
+    """A = F Fᵀ with F from p < n numbers: the exact reduction reads F's p columns (cost p) and
+    equals the dense partial trace, for every choice of kept axes; without the factor it spends n."""
+    from gdlens.operators import CallableOperator, exact_partial_trace, gram_partial_trace, partial_reduction
+
+    gen = torch.Generator().manual_seed(5)
+    shape, p = (3, 4, 2), 7
+    M = torch.randn(24, p, generator=gen, dtype=torch.float64)
+    F = CallableOperator(lambda V: (V @ M.T).reshape(V.shape[0], *shape), (p,), shape_out=shape,
+                         dtype=torch.float64)
+    A = CallableOperator(lambda X: (X.reshape(X.shape[0], -1) @ (M @ M.T)).reshape(X.shape), shape,
+                         is_symmetric=True, dtype=torch.float64)
+    dense = (M @ M.T).reshape(*shape, *shape)
+    for keep in ((0,), (1,), (2,), (0, 1), (0, 2), (1, 2)):
+        traced = [d for d in range(3) if d not in keep]
+        truth = dense.permute(*keep, *traced, *(3 + d for d in keep), *(3 + d for d in traced))
+        n_k = math.prod(shape[d] for d in keep)
+        truth = truth.reshape(n_k, 24 // n_k, n_k, 24 // n_k).diagonal(dim1=1, dim2=3).sum(-1)
+        torch.testing.assert_close(gram_partial_trace(F, keep, chunk_size=3), truth, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(exact_partial_trace(A, keep), truth, rtol=1e-12, atol=1e-12)
+    assert partial_reduction(A, (0, 1), method="exact").num_matvecs == 24
+    A.gram_factor = F
+    reduced = partial_reduction(A, (0, 1), method="exact")
+    assert reduced.num_matvecs == p and reduced.method == "exact"

@@ -11,14 +11,13 @@ import pytest
 import torch
 
 import gdlens as gd
-from gdlens.operators import partial_effective_rank
+from gdlens.operators import gram_partial_trace, partial_effective_rank
 from gdlens.operators.base import PartialTraceOperator
 from gdlens.reproduce.kpflow import (
     DELAY_MEMORY,
     PRO_ANTI,
     kp_reduced_ranks,
     participation,
-    reduced_gram,
     reduced_propagator_time,
 )
 
@@ -44,7 +43,7 @@ def test_reduced_ranks_are_the_exact_partial_traces(kind, one_thread):
     B, T, H = kp.shape
     for op, factor in ((kp.K, kp.K.gram_factor), (kp.G, kp.G.gram_factor)):
         dense = PartialTraceOperator(op, (2,)).dense().reshape(B * T, B * T)
-        torch.testing.assert_close(reduced_gram(factor, chunk_size=5), dense, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gram_partial_trace(factor, (0, 1), chunk_size=5), dense, rtol=1e-10, atol=1e-12)
     PPt = kp.P @ kp.P.T
     torch.testing.assert_close(reduced_propagator_time(kp.P, chunk_size=7), PartialTraceOperator(PPt, (0, 2)).dense(),
                                rtol=1e-10, atol=1e-12)

@@ -36,6 +36,7 @@ from gdlens.operators.moments import Moments, alignment, effective_rank, frobeni
 from gdlens.operators.partial import (
     PartialReduction,
     exact_partial_trace,
+    gram_partial_trace,
     partial_effective_rank,
     partial_reduction,
     partial_trace_samples,
@@ -57,6 +58,7 @@ __all__ += [
     "partial_reduction",
     "PartialReduction",
     "exact_partial_trace",
+    "gram_partial_trace",
     "variance_count",
     "participation_ratio",
     "top_eigs",

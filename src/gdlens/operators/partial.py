@@ -46,6 +46,7 @@ __all__ = [
     "partial_reduction",
     "PartialReduction",
     "exact_partial_trace",
+    "gram_partial_trace",
     "variance_count",
     "CONTRACTIONS",
 ]
@@ -58,16 +59,22 @@ _BLOCK_NUMBERS = 1 << 24
 
 def _split(A: LinearOperator, keep: int | Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     check_square(A, "a partial trace")
-    ndim = len(A.shape_in)
+    return _split_axes(A.shape_in, keep)
+
+
+def _split_axes(shape: tuple[int, ...], keep: int | Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(kept, traced) axes of ``shape``, sorted; ValueError unless ``keep`` names distinct axes,
+    at least one and not all."""
+    ndim = len(shape)
     keep_t = (keep,) if isinstance(keep, numbers.Integral) else tuple(keep)
     norm = []
     for d in keep_t:
         if not isinstance(d, numbers.Integral) or isinstance(d, bool) or not -ndim <= d < ndim:
-            raise ValueError(f"axis {d!r} is out of range for an operator on shape {A.shape_in}; allowed: 0..{ndim - 1}")
+            raise ValueError(f"axis {d!r} is out of range for an operator on shape {shape}; allowed: 0..{ndim - 1}")
         norm.append(int(d) % ndim)
     if not norm or len(set(norm)) != len(norm) or len(norm) == ndim:
         raise ValueError(
-            f"keep must name distinct axes of {A.shape_in}, at least one and not all of them; got {keep_t}"
+            f"keep must name distinct axes of {shape}, at least one and not all of them; got {keep_t}"
         )
     kept = tuple(sorted(norm))
     return kept, tuple(d for d in range(ndim) if d not in kept)
@@ -223,6 +230,34 @@ class PartialReduction:
         return variance_count(torch.linalg.eigvalsh((M + M.T) / 2), fraction)
 
 
+def gram_partial_trace(F: LinearOperator, keep: int | Sequence[int], chunk_size: int | None = None) -> Tensor:
+    """``R = Tr_τ(F Fᵀ)`` (n_κ, n_κ) exactly, from the p columns of a Gram factor F (A = F Fᵀ,
+    F from (p,) to A's space): each column ``f_j = F e_j``, arranged as (n_κ, n_τ), adds
+    ``Σ_τ f_j[:, τ] f_j[:, τ]ᵀ``. Time: p products with F (against n = A.size_in products with A
+    for :func:`exact_partial_trace`: the cheaper route when p < n, e.g. K = J Jᵀ or G = (P J)(P J)ᵀ
+    of a small network on a long batch). Memory: ``chunk_size`` columns of n numbers
+    (default ``min(256, 2²⁴ / n)``), plus n_κ². Accumulated in float64."""
+    (p,) = F.shape_in
+    shape = F.shape_out
+    kept, traced = _split_axes(tuple(shape), keep)
+    n = math.prod(shape)
+    n_k = math.prod(shape[d] for d in kept)
+    chunk = _auto_chunk(n) if chunk_size is None else int(chunk_size)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    order = kept + traced
+    R = torch.zeros(n_k, n_k, dtype=torch.float64, device=F.device)
+    with torch.no_grad():
+        for start in range(0, p, chunk):
+            c = min(chunk, p - start)
+            E = torch.zeros(c, p, dtype=F.dtype, device=F.device)
+            E[torch.arange(c), torch.arange(start, start + c)] = 1
+            cols = F.matmat(E).reshape(c, *shape).permute(0, *(d + 1 for d in order))
+            cols = cols.reshape(c, n_k, n // n_k).to(torch.float64)
+            R += torch.einsum("ckt,clt->kl", cols, cols)
+    return R.to(F.dtype)
+
+
 def partial_reduction(
     A: LinearOperator,
     keep: int | Sequence[int],
@@ -239,9 +274,11 @@ def partial_reduction(
 
     ``method="auto"`` picks ``"exact"`` when it costs no more matvecs than sampling
     (n ≤ num_samples · n_κ, e.g. keeping trials × time of a (B, T, H) operator with H ≤ 32 at
-    32 samples) and ``"hutchinson"`` otherwise.
+    32 samples) and ``"hutchinson"`` otherwise. An operator that carries a Gram factor F
+    (A = F Fᵀ, ``A.gram_factor``, e.g. KPFlow's K and G) from a flat space of p < n numbers is
+    reduced exactly from F's p columns (:func:`gram_partial_trace`), at a cost of p.
 
-    Cost: exact n = A.size_in matvecs (time) in batches of ``chunk_size`` vectors of n numbers
+    Cost: exact n = A.size_in matvecs (or p products with the Gram factor) (time) in batches of ``chunk_size`` vectors of n numbers
     (memory); Hutchinson ``num_samples · n_κ`` matvecs in batches of ``chunk_size`` (default 64);
     the ones contraction n_κ matvecs (2 n_κ with ``gram``).
     """
@@ -252,14 +289,18 @@ def partial_reduction(
         A = A.T.gram()  # A Aᵀ
     kept, traced = _split(A, keep)
     n_k = math.prod(A.shape_in[d] for d in kept)
+    F = A.gram_factor
+    gram_cost = F.size_in if F is not None and len(F.shape_in) == 1 and F.size_in < A.size_in else None
+    exact_cost = gram_cost or A.size_in
     if method == "auto":
-        method = "exact" if A.size_in <= num_samples * n_k else "hutchinson"
+        method = "exact" if exact_cost <= num_samples * n_k else "hutchinson"
     with torch.no_grad():
         if contraction == "ones":
             ones = torch.ones(A.size_in // n_k, dtype=A.dtype, device=A.device)
             return PartialReduction(_contract(A, kept, traced, ones, chunk_size or 64), None, kept, n_k, "exact")
         if method == "exact":
-            return PartialReduction(exact_partial_trace(A, kept, chunk_size), None, kept, A.size_in, "exact")
+            R = gram_partial_trace(F, kept, chunk_size) if gram_cost else exact_partial_trace(A, kept, chunk_size)
+            return PartialReduction(R, None, kept, exact_cost, "exact")
     if num_samples < 2:
         raise ValueError(f"the unbiased estimate of ‖R‖_F² needs num_samples >= 2, got {num_samples}")
     samples = partial_trace_samples(A, kept, num_samples, seed, chunk_size or 64)

@@ -15,9 +15,10 @@ the participation ratio ``(tr R)²/‖R‖_F²`` of ``R = Tr_τ A`` (the other a
 paper's partial traces: K and G over trials × time (R is (B·T)²), P through P Pᵀ over time
 (R is T²). Each is reported with the dimension it can reach (B·T or T).
 
-Exact reduced matrices, cheaply. :func:`reduced_gram` forms ``R = Tr_hidden(M Mᵀ)`` of
-``K = J Jᵀ`` or ``G = (P J)(P J)ᵀ`` from the p columns of the factor (``gram_factor`` of the
-KPFlow operators: p products instead of the B·T·H of a generic exact partial trace), and
+Exact reduced matrices, cheaply. K and G are reduced by
+:func:`gdlens.operators.partial_effective_rank` (``method="exact"``), which forms
+``R = Tr_hidden(M Mᵀ)`` of ``K = J Jᵀ`` or ``G = (P J)(P J)ᵀ`` from the p columns of their Gram
+factor (p products instead of the B·T·H of a generic exact partial trace), and
 :func:`reduced_propagator_time` forms ``Tr_{trials, hidden}(P Pᵀ)`` from the T·H columns of P
 injected in every trial at once (P never couples trials). Both are exact (no sampling error)
 and are checked against :func:`gdlens.operators.partial_effective_rank` (``method="exact"``)
@@ -44,7 +45,7 @@ from torch import Tensor
 
 import gdlens as gd
 from gdlens.flow import KPFlow
-from gdlens.operators import LinearOperator
+from gdlens.operators import LinearOperator, partial_effective_rank
 from gdlens.probes.base import ProbeContext, Schedule
 from gdlens.probes.multitask import MultiTaskProbe, overtake_step
 from gdlens.reproduce.common import record_series
@@ -52,7 +53,6 @@ from gdlens.reproduce.registry import Above, Below, Citation, Claim, Entry, Meas
 from gdlens.tasks.memory_pro import VARIANTS
 
 __all__ = [
-    "reduced_gram",
     "reduced_propagator_time",
     "participation",
     "kp_reduced_ranks",
@@ -71,23 +71,6 @@ def _citation(where: str) -> Citation:
 
 
 # ---------------------------------------------------------------------- exact reduced ranks
-def reduced_gram(factor: LinearOperator, chunk_size: int = 1024) -> Tensor:
-    """``R = Tr_hidden(M Mᵀ)`` as a (B·T, B·T) float64 matrix, M the operator ``factor`` from a
-    flat parameter vector (p,) to (B, T, H) (``kp.K.gram_factor`` = J_θ, ``kp.G.gram_factor`` =
-    P J_θ): ``R[(b,t),(b',t')] = Σ_h Σ_p M[b,t,h,p] M[b',t',h,p]``. Cost: p products with M."""
-    (p,) = factor.shape_in
-    B, T, H = factor.shape_out
-    R = torch.zeros(B * T, B * T, dtype=F64)
-    with torch.no_grad():
-        for start in range(0, p, chunk_size):
-            stop = min(start + chunk_size, p)
-            E = torch.zeros(stop - start, p, dtype=factor.dtype, device=factor.device)
-            E[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
-            cols = factor.matmat(E).to(F64).reshape(stop - start, B * T, H)  # (c, BT, H)
-            R += torch.einsum("cih,cjh->ij", cols, cols)
-    return R
-
-
 def reduced_propagator_time(P: LinearOperator, chunk_size: int = 1024) -> Tensor:
     """``R = Tr_{trials, hidden}(P Pᵀ)`` as a (T, T) float64 matrix:
     ``R[t, t'] = Σ_b Σ_h Σ_{s,k} P[(b,t,h),(b,s,k)] P[(b,t',h),(b,s,k)]``. P is block diagonal
@@ -120,8 +103,8 @@ def kp_reduced_ranks(kp: KPFlow) -> dict[str, float]:
     their bounds ``dim_BT`` = B·T, ``dim_T`` = T."""
     B, T, _ = kp.shape
     return {
-        "rank_K": participation(reduced_gram(kp.K.gram_factor)),
-        "rank_G": participation(reduced_gram(kp.G.gram_factor)),
+        "rank_K": partial_effective_rank(kp.K, (0, 1), "exact").value,
+        "rank_G": partial_effective_rank(kp.G, (0, 1), "exact").value,
         "rank_P": participation(reduced_propagator_time(kp.P)),
         "dim_BT": float(B * T),
         "dim_T": float(T),
